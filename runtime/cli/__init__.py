@@ -1,0 +1,40 @@
+"""The ``wtm`` command line: exit 0 on success, 1 on a failed run, 2 on bad input or usage."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from runtime.cli.manifests import graph, schema, validate
+from runtime.cli.output import fail
+
+EXIT_BAD_INPUT = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="wtm", prog_name="wtm")
+def cli() -> None:
+    """wtm: run AI task pipelines from YAML manifests, locally or on Celery workers."""
+
+
+cli.add_command(validate)
+cli.add_command(schema)
+cli.add_command(graph)
+
+
+def main() -> None:
+    """Console entry point: no tracebacks unless WTM_DEBUG is set."""
+    try:
+        cli.main(standalone_mode=True)
+    except KeyboardInterrupt:
+        fail("interrupted", code=130)
+    except Exception as exc:  # the last line of defence: one line, not a traceback
+        if os.environ.get("WTM_DEBUG"):
+            raise
+        fail(
+            f"internal error: {type(exc).__name__}: {exc} (set WTM_DEBUG=1 for a traceback)",
+            code=EXIT_BAD_INPUT,
+        )
+    sys.exit(0)

@@ -1,0 +1,23 @@
+"""Console helpers shared by the commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, NoReturn
+
+from rich.console import Console
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``error: message`` on stderr as one line and exit with ``code``."""
+    errors.print(f"[red]error:[/red] {' '.join(str(message).split())}", soft_wrap=True)
+    sys.exit(code)
+
+
+def print_json(data: Any) -> None:
+    """Plain JSON on stdout (no colour, no wrapping) for scripts."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")

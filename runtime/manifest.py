@@ -1,0 +1,397 @@
+"""Task and Pipeline manifests: load, check against the format's JSON Schema, build models.
+
+Semantic checks that need more than one manifest (references, task versions,
+port compatibility, cycles) live in :mod:`runtime.validate`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+from jsonschema.exceptions import ValidationError, best_match
+
+from runtime.problems import ManifestError, Problem
+from runtime.yamlsource import Key, Located, load_yaml
+
+Kind = Literal["Task", "Pipeline"]
+KINDS: tuple[Kind, ...] = ("Task", "Pipeline")
+MAX_SCHEMA_ERRORS = 50
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_REFERENCE = re.compile(r"^\$(inputs|[A-Za-z0-9][A-Za-z0-9-]*)\.([a-z_][a-z0-9_]*)$")
+
+
+@cache
+def format_schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema of a manifest kind (``task`` or ``pipeline``), as shipped."""
+    text = resources.files("runtime.schemas").joinpath(f"{kind.lower()}.schema.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def _validator(kind: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(format_schema(kind))
+
+
+def parse_duration(value: str | float | int) -> float:
+    """Seconds in a duration like ``500ms``, ``30s``, ``5m``; plain numbers are seconds."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"invalid duration {value!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class Port:
+    """A typed input or output of a task or pipeline."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str = ""
+    required: bool = True
+    default: Any = None
+    has_default: bool = False
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """A pip requirement a task needs; ``module`` is what to import to check it."""
+
+    requirement: str
+    no_deps: bool = False
+    module: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskManifest:
+    """A task plugin's manifest."""
+
+    name: str
+    version: str
+    description: str
+    entrypoint: str
+    requirements: tuple[Requirement, ...]
+    timeout: float | None
+    max_retries: int
+    retry_backoff: float
+    inputs: dict[str, Port]
+    outputs: dict[str, Port]
+    source: Located = field(repr=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """``$inputs.NAME`` (step is None) or ``$STEP.PORT``."""
+
+    step: str | None
+    port: str
+
+    @classmethod
+    def parse(cls, text: str) -> Reference | None:
+        match = _REFERENCE.match(text)
+        if not match:
+            return None
+        step = match.group(1)
+        return cls(None if step == "inputs" else step, match.group(2))
+
+    def __str__(self) -> str:
+        return f"${self.step or 'inputs'}.{self.port}"
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What feeds one input port of a step: a reference or a constant."""
+
+    port: str
+    reference: Reference | None = None
+    constant: Any = None
+    key: Key = ()
+
+
+@dataclass(frozen=True)
+class Foreach:
+    """Split the array at ``source`` into chunks, one task invocation per chunk on ``port``."""
+
+    port: str
+    source: Reference
+    chunk: int = 1
+    key: Key = ()
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a pipeline."""
+
+    id: str
+    task: str
+    constraint: str
+    bindings: dict[str, Binding]
+    foreach: Foreach | None
+    index: int
+
+    @property
+    def key(self) -> Key:
+        return ("steps", self.index)
+
+    def references(self) -> list[tuple[Reference, Key]]:
+        """Every reference this step reads, with its manifest position."""
+        refs = [(b.reference, b.key) for b in self.bindings.values() if b.reference]
+        if self.foreach:
+            refs.append((self.foreach.source, self.foreach.key))
+        return refs
+
+
+@dataclass(frozen=True)
+class JoinOutput:
+    """A pipeline output merging arrays of objects from several steps by a shared key."""
+
+    key_field: str
+    sources: dict[str, Reference]
+
+
+@dataclass(frozen=True)
+class PipelineManifest:
+    """A pipeline manifest."""
+
+    name: str
+    version: str
+    description: str
+    inputs: dict[str, Port]
+    steps: tuple[Step, ...]
+    outputs: dict[str, Reference | JoinOutput]
+    source: Located = field(repr=False, compare=False)
+
+    def step(self, step_id: str) -> Step:
+        return next(s for s in self.steps if s.id == step_id)
+
+
+def load_manifest(path: str | Path, text: str | None = None) -> TaskManifest | PipelineManifest:
+    """Load and schema-check a manifest of either kind; raises :class:`ManifestError`."""
+    located = load_yaml(path, text)
+    kind = _kind(located)
+    _check_format(located, kind)
+    return parse_task(located) if kind == "Task" else parse_pipeline(located)
+
+
+def load_task(path: str | Path) -> TaskManifest:
+    """Load a Task manifest; raises :class:`ManifestError` for anything else."""
+    manifest = load_manifest(path)
+    if not isinstance(manifest, TaskManifest):
+        raise ManifestError([manifest.source.problem(("kind",), "expected kind: Task")])
+    return manifest
+
+
+def load_pipeline(path: str | Path) -> PipelineManifest:
+    """Load a Pipeline manifest; raises :class:`ManifestError` for anything else."""
+    manifest = load_manifest(path)
+    if not isinstance(manifest, PipelineManifest):
+        raise ManifestError([manifest.source.problem(("kind",), "expected kind: Pipeline")])
+    return manifest
+
+
+def _kind(located: Located) -> Kind:
+    data = located.data
+    if not isinstance(data, dict):
+        raise ManifestError([located.problem((), "a manifest is a YAML mapping (key: value)")])
+    kind = data.get("kind")
+    if kind not in KINDS:
+        where: Key = ("kind",) if "kind" in data else ()
+        found = f"got {kind!r}" if "kind" in data else "it is missing"
+        raise ManifestError([located.problem(where, f"kind must be Task or Pipeline; {found}")])
+    return kind
+
+
+def _check_format(located: Located, kind: Kind) -> None:
+    validator = _validator(kind)
+    found = sorted(validator.iter_errors(located.data), key=lambda e: list(map(str, e.path)))
+    problems = [_schema_problem(located, e) for e in found[:MAX_SCHEMA_ERRORS]]
+    if problems:
+        raise ManifestError(sorted(set(problems)))
+
+
+def _schema_problem(located: Located, error: ValidationError) -> Problem:
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        error = best_match(error.context)
+    key = tuple(error.absolute_path)
+    field_name = ".".join(str(k) for k in key) or "manifest"
+    custom = error.schema.get("x-message") if isinstance(error.schema, dict) else None
+    if "propertyNames" in error.schema_path:
+        return located.problem(
+            (*key, error.instance),
+            f"{field_name}: name {error.instance!r} {custom or 'is not allowed'}",
+            at_key=True,
+        )
+    match error.validator:
+        case "additionalProperties":
+            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            allowed = ", ".join(sorted(error.schema.get("properties", {})))
+            name = extra[0] if extra else "?"
+            return located.problem(
+                (*key, name),
+                f"unknown field {name!r} in {field_name} (allowed: {allowed})",
+                at_key=True,
+            )
+        case "required":
+            missing = re.findall(r"'([^']+)' is a required property", error.message)
+            return located.problem(
+                key,
+                f"{field_name}: missing required field "
+                f"{missing[0] if missing else error.message!r}",
+            )
+        case "propertyNames":
+            return located.problem(
+                key, f"{field_name}: name {error.instance!r} {custom or 'is not allowed'}"
+            )
+        case "type":
+            got = _type_name(error.instance)
+            if custom:
+                return located.problem(key, f"{field_name} {custom}; got {got}")
+            expected = _types(error.validator_value)
+            return located.problem(key, f"{field_name}: expected {expected}, got {got}")
+        case "const":
+            return located.problem(key, f"{field_name} must be {error.validator_value!r}")
+        case _ if custom:
+            return located.problem(key, f"{field_name} {custom}; got {_short(error.instance)}")
+        case _:
+            return located.problem(key, f"{field_name}: {_short_message(error.message)}")
+
+
+def _types(expected: str | list[str]) -> str:
+    return " or ".join(expected) if isinstance(expected, list) else expected
+
+
+def _type_name(value: Any) -> str:
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "nothing",
+    }.get(type(value), type(value).__name__)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _short_message(message: str) -> str:
+    message = " ".join(message.split())
+    return message if len(message) <= 160 else message[:157] + "..."
+
+
+def _ports(data: dict[str, Any], *, inputs: bool) -> dict[str, Port]:
+    ports = {}
+    for name, spec in (data or {}).items():
+        has_default = "default" in spec
+        required = inputs and spec.get("required", True) and not has_default
+        ports[name] = Port(
+            name,
+            spec["schema"],
+            spec.get("description", ""),
+            bool(required),
+            spec.get("default"),
+            has_default,
+        )
+    return ports
+
+
+def parse_task(located: Located) -> TaskManifest:
+    """Build a :class:`TaskManifest` from schema-checked data."""
+    data = located.data
+    retries = data.get("retries", {})
+    timeout = data.get("timeout")
+    requirements = tuple(
+        Requirement(r)
+        if isinstance(r, str)
+        else Requirement(r["requirement"], r.get("no_deps", False), r.get("module"))
+        for r in data.get("requirements", [])
+    )
+    return TaskManifest(
+        name=data["name"],
+        version=data["version"],
+        description=data.get("description", ""),
+        entrypoint=data["entrypoint"],
+        requirements=requirements,
+        timeout=parse_duration(timeout) if timeout is not None else None,
+        max_retries=retries.get("max", 0),
+        retry_backoff=parse_duration(retries.get("backoff", 0)),
+        inputs=_ports(data.get("inputs", {}), inputs=True),
+        outputs=_ports(data["outputs"], inputs=False),
+        source=located,
+    )
+
+
+def parse_pipeline(located: Located) -> PipelineManifest:
+    """Build a :class:`PipelineManifest`; bad references are reported as problems."""
+    data = located.data
+    problems: list[Problem] = []
+    steps = tuple(_step(located, i, raw, problems) for i, raw in enumerate(data["steps"]))
+    outputs: dict[str, Reference | JoinOutput] = {}
+    for name, spec in data.get("outputs", {}).items():
+        if isinstance(spec, str):
+            outputs[name] = _reference(located, ("outputs", name), spec, problems)
+        else:
+            sources = {
+                k: _reference(located, ("outputs", name, "from", k), v, problems)
+                for k, v in spec["from"].items()
+            }
+            outputs[name] = JoinOutput(spec["join"], sources)
+    if problems:
+        raise ManifestError(problems)
+    return PipelineManifest(
+        name=data["name"],
+        version=data["version"],
+        description=data.get("description", ""),
+        inputs=_ports(data.get("inputs", {}), inputs=True),
+        steps=steps,
+        outputs=outputs,
+        source=located,
+    )
+
+
+def _reference(located: Located, key: Key, text: str, problems: list[Problem]) -> Reference:
+    ref = Reference.parse(text)
+    if ref is None:
+        problems.append(
+            located.problem(key, f"{text!r} is not a reference like $inputs.NAME or $STEP_ID.PORT")
+        )
+        return Reference(None, "?")
+    return ref
+
+
+def _step(located: Located, index: int, raw: dict[str, Any], problems: list[Problem]) -> Step:
+    key: Key = ("steps", index)
+    name, _, constraint = raw["task"].partition("@")
+    bindings = {}
+    for port, value in raw.get("with", {}).items():
+        bkey = (*key, "with", port)
+        if isinstance(value, str) and value.startswith("$$"):
+            bindings[port] = Binding(port, constant=value[1:], key=bkey)
+        elif isinstance(value, str) and value.startswith("$"):
+            ref = _reference(located, bkey, value, problems)
+            bindings[port] = Binding(port, reference=ref, key=bkey)
+        else:
+            bindings[port] = Binding(port, constant=value, key=bkey)
+    foreach = None
+    if "foreach" in raw:
+        spec = raw["foreach"]
+        source = _reference(located, (*key, "foreach", "from"), spec["from"], problems)
+        foreach = Foreach(spec["port"], source, spec.get("chunk", 1), (*key, "foreach", "from"))
+    return Step(raw["id"], name, constraint or "latest", bindings, foreach, index)
