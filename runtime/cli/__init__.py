@@ -7,8 +7,12 @@ import sys
 
 import click
 
+from runtime.cli.demo import demo
 from runtime.cli.manifests import graph, schema, validate
 from runtime.cli.output import fail
+from runtime.cli.plugins import plugin
+from runtime.cli.run import run
+from runtime.cli.runs import lineage_command, runs
 
 EXIT_BAD_INPUT = 2
 
@@ -22,6 +26,11 @@ def cli() -> None:
 cli.add_command(validate)
 cli.add_command(schema)
 cli.add_command(graph)
+cli.add_command(plugin)
+cli.add_command(run)
+cli.add_command(runs)
+cli.add_command(lineage_command)
+cli.add_command(demo)
 
 
 def main() -> None:

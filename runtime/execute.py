@@ -1,0 +1,42 @@
+"""Run a checked pipeline on an executor: the API behind ``wtm run``, tests and benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from runtime.executors.calls import TaskPin
+from runtime.executors.local import LocalExecutor
+from runtime.executors.session import RunSession, new_run_id, pins_for
+from runtime.manifest import PipelineManifest, load_manifest
+from runtime.problems import ManifestError
+from runtime.services import Services
+from runtime.validate import CheckedPipeline, check_pipeline
+
+ExecutorName = Literal["local", "celery"]
+
+
+def prepare(services: Services, path: str | Path) -> tuple[CheckedPipeline, dict[str, TaskPin]]:
+    """Load and check a pipeline against the installed plugins; pin each step to a package."""
+    manifest = load_manifest(path)
+    if not isinstance(manifest, PipelineManifest):
+        raise ManifestError([manifest.source.problem(("kind",), "expected kind: Pipeline")])
+    catalog = services.registry.catalog()
+    checked = check_pipeline(manifest, catalog)
+    return checked, pins_for(checked.graph, catalog)
+
+
+def execute(services: Services, checked: CheckedPipeline, pins: Mapping[str, TaskPin],
+            runs: Sequence[Mapping[str, Any]], *, workers: int | None = None,
+            pool: Literal["process", "thread"] = "process",
+            on_finished: Callable[[RunSession], None] | None = None,
+            batch_id: str | None = None) -> list[RunSession]:
+    """One run per inputs mapping on the local executor; returns the finished sessions."""
+    if len(runs) > 1 and batch_id is None:
+        batch_id = new_run_id()
+    sessions = [RunSession.create(services, checked.graph, pins, inputs, "local", batch_id)
+                for inputs in runs]
+    with LocalExecutor(services, workers, pool) as local:
+        local.run(sessions, on_finished)
+    return sessions

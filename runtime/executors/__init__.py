@@ -1,0 +1,1 @@
+"""Executors run a compiled pipeline: ``local`` (in-process pool) and ``celery``."""

@@ -1,0 +1,68 @@
+"""What travels between an orchestrator and a worker: JSON-only step calls and results."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from runtime.values import ValueRef
+
+WHOLE = -1  # the item index of a step that is not split by foreach
+
+
+@dataclass(frozen=True)
+class TaskPin:
+    """The exact task a step runs: name, version and package digest, with its limits."""
+
+    name: str
+    version: str
+    digest: str
+    timeout: float | None = None
+    max_retries: int = 0
+    retry_backoff: float = 0.0
+
+
+@dataclass(frozen=True)
+class StepCall:
+    """One invocation of a task: a whole step, or one foreach chunk (``item`` >= 0)."""
+
+    run_id: str
+    step_id: str
+    item: int
+    task: TaskPin
+    inputs: dict[str, dict[str, Any]]
+    edges: list[str] = field(default_factory=list)
+    attempt: int = 1
+
+    def input_refs(self) -> dict[str, ValueRef]:
+        return {port: ValueRef.from_json(ref) for port, ref in self.inputs.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StepCall:
+        return cls(**{**data, "task": TaskPin(**data["task"])})
+
+    def label(self) -> str:
+        suffix = f"[{self.item}]" if self.item != WHOLE else ""
+        return f"step {self.step_id}{suffix} ({self.task.name}@{self.task.version})"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a finished invocation produced."""
+
+    outputs: dict[str, dict[str, Any]]
+    seconds: float
+    worker: str
+
+    def output_refs(self) -> dict[str, ValueRef]:
+        return {port: ValueRef.from_json(ref) for port, ref in self.outputs.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StepResult:
+        return cls(**data)

@@ -1,0 +1,125 @@
+"""Run one step invocation where a worker is: the same code for every executor.
+
+Loads the task by digest, decodes and validates the inputs, calls the hook
+with a context, validates and encodes the outputs, and records the step
+execution and its values (with lineage) in the metadata store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from typing import Any
+
+from runtime import ids
+from runtime.context import TaskContext
+from runtime.executors.calls import WHOLE, StepCall, StepResult
+from runtime.portcheck import check_inputs, check_outputs
+from runtime.services import Services
+from runtime.stores.metadata import StepRecord, ValueRecord, utc_now
+from runtime.timeouts import time_limit
+from runtime.values import ValueRef, decode, encode
+
+log = logging.getLogger("wtm.runner")
+
+
+class StepFailed(Exception):
+    """A step invocation failed; the message is one line naming the step."""
+
+
+def worker_name() -> str:
+    """``host:pid`` of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def value_suffix(call: StepCall) -> str:
+    return "" if call.item == WHOLE else f"[{call.item}]"
+
+
+def run_call(call: StepCall, services: Services,
+             cancel: threading.Event | None = None) -> StepResult:
+    """Execute ``call`` and record it; raises :class:`StepFailed` with a one-line reason."""
+    label = call.label()
+    refs = call.input_refs()
+    base = _record(call, services, status="running", started_at=utc_now(),
+                   inputs={p: r.id for p, r in refs.items()})
+    started = time.perf_counter()
+    try:
+        loaded = services.loader.load(call.task.digest)
+        values = {port: decode(ref, services.access) for port, ref in refs.items()}
+        checked = check_inputs(loaded.manifest.inputs, values, label)
+        context = TaskContext(call.run_id, call.step_id, services.access,
+                              logging.getLogger(f"wtm.task.{call.task.name}"), call.attempt,
+                              cancel or threading.Event())
+        with time_limit(call.task.timeout):
+            produced = loaded.run(checked, context)
+        outputs = check_outputs(loaded.manifest.outputs, produced, label)
+        encoded = {port: encode(v, services.access, services.settings.inline_threshold)
+                   for port, v in outputs.items()}
+    except Exception as exc:
+        seconds = time.perf_counter() - started
+        message = _one_line(exc, label)
+        services.metadata.record_step(StepRecord(**{
+            **base, "status": "failed", "finished_at": utc_now(), "seconds": seconds,
+            "error": message, "traceback_tail": _tail(exc)}))
+        raise StepFailed(message) from exc
+    seconds = time.perf_counter() - started
+    _record_values(call, services, refs, encoded)
+    services.metadata.record_step(StepRecord(**{
+        **base, "status": "succeeded", "finished_at": utc_now(), "seconds": seconds,
+        "outputs": {p: r.id for p, r in encoded.items()}}))
+    return StepResult({p: r.to_json() for p, r in encoded.items()}, seconds, worker_name())
+
+
+def _record(call: StepCall, services: Services, **fields: Any) -> dict[str, Any]:
+    """Write the step record with ``fields``; return its fields for the final write."""
+    record = {
+        "run_id": call.run_id, "step_id": call.step_id, "item": call.item,
+        "task": call.task.name, "task_version": call.task.version, "digest": call.task.digest,
+        "input_id": ids.input_id(call.task.name, call.step_id),
+        "output_id": ids.output_id(call.task.name, call.step_id),
+        "attempt": call.attempt, "worker": worker_name(), "edges": call.edges, **fields,
+    }
+    services.metadata.record_step(StepRecord(**record))
+    return record
+
+
+def _record_values(call: StepCall, services: Services, inputs: dict[str, ValueRef],
+                   outputs: dict[str, ValueRef]) -> None:
+    suffix = value_suffix(call)
+    sources = {}
+    for edge in call.edges:
+        source, _, target = edge.partition(" -> ")
+        sources[target] = source
+    input_ids = []
+    for port, ref in inputs.items():
+        value_id = ids.input_value(call.step_id, port)
+        input_ids.append(value_id + suffix)
+        source = sources.get(value_id)
+        services.metadata.record_value(_value(call, value_id + suffix, port, ref,
+                                              [source] if source else []))
+    for port, ref in outputs.items():
+        value_id = ids.output_value(call.step_id, port) + suffix
+        services.metadata.record_value(_value(call, value_id, port, ref, sorted(input_ids)))
+
+
+def _value(call: StepCall, value_id: str, port: str, ref: ValueRef,
+           sources: list[str]) -> ValueRecord:
+    return ValueRecord(run_id=call.run_id, value_id=value_id, data_id=ref.id,
+                       producer=call.step_id, port=port, value=ref.value, uri=ref.uri,
+                       size=ref.size, sources=sources)
+
+
+def _one_line(exc: BaseException, label: str) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if text.startswith(label):
+        return text
+    return f"{label}: {type(exc).__name__}: {text}"
+
+
+def _tail(exc: BaseException, lines: int = 12) -> str:
+    return "".join(traceback.format_exception(exc)[-lines:])[-4000:]
