@@ -34,6 +34,8 @@ def check_file(path: str, catalog: TaskCatalog) -> tuple[str, list[Problem]]:
         manifest = load_manifest(path)
         if isinstance(manifest, TaskManifest):
             problems = check_task(manifest)
+            if errors(problems):
+                return "", problems
             return (
                 f"Task {manifest.key}: {len(manifest.inputs)} inputs, "
                 f"{len(manifest.outputs)} outputs",

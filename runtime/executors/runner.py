@@ -91,7 +91,7 @@ def _record(call: StepCall, services: Services, **fields: Any) -> dict[str, Any]
 def _record_values(call: StepCall, services: Services, inputs: dict[str, ValueRef],
                    outputs: dict[str, ValueRef]) -> None:
     suffix = value_suffix(call)
-    sources = {}
+    sources: dict[str, str] = {}
     for edge in call.edges:
         source, _, target = edge.partition(" -> ")
         sources[target] = source
@@ -99,9 +99,9 @@ def _record_values(call: StepCall, services: Services, inputs: dict[str, ValueRe
     for port, ref in inputs.items():
         value_id = ids.input_value(call.step_id, port)
         input_ids.append(value_id + suffix)
-        source = sources.get(value_id)
+        origin = sources.get(value_id)
         services.metadata.record_value(_value(call, value_id + suffix, port, ref,
-                                              [source] if source else []))
+                                              [origin] if origin else []))
     for port, ref in outputs.items():
         value_id = ids.output_value(call.step_id, port) + suffix
         services.metadata.record_value(_value(call, value_id, port, ref, sorted(input_ids)))

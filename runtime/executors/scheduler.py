@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from runtime import ids
 from runtime.executors.calls import WHOLE, StepCall, StepResult, TaskPin
+from runtime.executors.dataflow import chunks, gather
 from runtime.graph import PipelineGraph
 from runtime.manifest import JoinOutput, Reference
 from runtime.values import BlobStore, ValueRef, decode, encode
@@ -113,26 +114,20 @@ class Scheduler:
         if step.foreach is None:
             return [StepCall(self.run_id, sid, WHOLE, pin, inputs, edges)]
         items = decode(self._value(step.foreach.source), self.store)
-        size = step.foreach.chunk
-        chunks = [items[i:i + size] for i in range(0, len(items), size)]
-        if not chunks:
+        parts = chunks(items, step.foreach.chunk)
+        if not parts:
             return self._complete(sid, self._gather(sid, []))
-        self._chunks[sid] = [None] * len(chunks)
+        self._chunks[sid] = [None] * len(parts)
         return [
             StepCall(self.run_id, sid, index, pin,
-                     {**inputs, step.foreach.port: encode(chunk, self.store,
+                     {**inputs, step.foreach.port: encode(part, self.store,
                                                           self.threshold).to_json()}, edges)
-            for index, chunk in enumerate(chunks)
+            for index, part in enumerate(parts)
         ]
 
-    def _gather(self, sid: str, chunks: list[dict[str, ValueRef] | None]) -> dict[str, ValueRef]:
-        ports = self.graph.tasks[sid].outputs
-        gathered: dict[str, list[Any]] = {port: [] for port in ports}
-        for outputs in chunks:
-            assert outputs is not None
-            for port in ports:
-                gathered[port] += decode(outputs[port], self.store)
-        return {port: encode(v, self.store, self.threshold) for port, v in gathered.items()}
+    def _gather(self, sid: str, outputs: list[dict[str, ValueRef] | None]) -> dict[str, ValueRef]:
+        done = [o for o in outputs if o is not None]
+        return gather(self.graph.tasks[sid].outputs, done, self.store, self.threshold)
 
     def _complete(self, sid: str, outputs: Mapping[str, ValueRef]) -> list[StepCall]:
         self.state[sid] = "succeeded"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -172,16 +173,16 @@ class S3ArtifactStore(ArtifactStore):
         if isinstance(exc, ResponseError):
             reason = "it keeps answering with server errors"
         elif isinstance(exc, SSLError):
-            reason = f"TLS failed: {_last_line(exc)}"
+            reason = f"TLS failed: {_ssl_reason(exc)}"
         elif isinstance(exc, NameResolutionError):
             reason = "host name not resolved"
+        elif isinstance(exc, NewConnectionError):  # a subclass of ConnectTimeoutError
+            refused = _errno(exc) == errno.ECONNREFUSED or "refused" in str(exc).lower()
+            reason = "connection refused" if refused else _last_line(exc)
         elif isinstance(exc, ConnectTimeoutError):
             reason = "connect timed out"
         elif isinstance(exc, ReadTimeoutError):
             reason = "read timed out"
-        elif isinstance(exc, NewConnectionError):
-            refused = "refused" in str(exc).lower() or _errno(exc) == errno.ECONNREFUSED
-            reason = "connection refused" if refused else _last_line(exc)
         elif isinstance(exc, ProtocolError):
             reason = f"connection broken: {_last_line(exc)}"
         else:
@@ -294,6 +295,16 @@ def _errno(exc: BaseException) -> int | None:
             return exc.errno
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
     return None
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    """The reason of the :class:`ssl.SSLError` behind ``exc``, e.g. ``WRONG_VERSION_NUMBER``."""
+    for arg in exc.args:
+        if isinstance(arg, ssl.SSLCertVerificationError):
+            return str(arg.verify_message or "certificate verify failed")
+        if isinstance(arg, ssl.SSLError) and arg.reason:
+            return str(arg.reason)
+    return _last_line(exc)
 
 
 def _last_line(exc: BaseException) -> str:
