@@ -13,6 +13,7 @@ from runtime.cli.output import fail
 from runtime.cli.plugins import plugin
 from runtime.cli.run import run
 from runtime.cli.runs import lineage_command, runs
+from runtime.cli.worker import worker
 
 EXIT_BAD_INPUT = 2
 
@@ -31,6 +32,7 @@ cli.add_command(run)
 cli.add_command(runs)
 cli.add_command(lineage_command)
 cli.add_command(demo)
+cli.add_command(worker)
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from runtime.catalog import DirectoryCatalog, search_path
 from runtime.cli.common import open_services
 from runtime.cli.output import console, errors, fail, print_json
 from runtime.cli.results import render_result
+from runtime.config import ConfigError
 from runtime.execute import execute, prepare
 from runtime.executors.calls import TaskPin
 from runtime.executors.session import RunSession, new_run_id
@@ -132,17 +133,16 @@ def _single_input(pipeline: PipelineManifest, fixed: dict[str, Any]) -> str:
 @click.option("--batch-input", metavar="NAME", help="The input each batch file goes to.")
 @click.option("--executor", type=click.Choice(["local", "celery"]), default="local",
               show_default=True)
+@click.option("--broker", help="Redis URL for --executor celery [WTM_BROKER_URL].")
 @click.option("--workers", type=click.IntRange(1, 256), help="Local worker processes [CPUs].")
 @click.option("--pool", type=click.Choice(["process", "thread"]), default="process",
               show_default=True, help="Local pool kind (threads only for GIL-free plugins).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON only.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the result JSON.")
 def run(pipeline: str, pairs: tuple[str, ...], batch: str | None, batch_input: str | None,
-        executor: str, workers: int | None, pool: str, as_json: bool,
+        executor: str, broker: str | None, workers: int | None, pool: str, as_json: bool,
         output: str | None) -> None:
     """Run a pipeline; exit 0 if it succeeded, 1 if it failed, 2 on bad input."""
-    if executor == "celery":
-        fail("the celery executor is not available yet; use --executor local")
     with open_services() as services:
         checked, pins = check_for_run(pipeline, services)
         manifest = checked.pipeline
@@ -156,12 +156,16 @@ def run(pipeline: str, pairs: tuple[str, ...], batch: str | None, batch_input: s
         progress = BatchProgress(len(runs), quiet=as_json) if batch else None
         try:
             with progress or nullcontext():
-                sessions = execute(services, checked, pins, runs, workers=workers,
-                                   pool=pool,  # type: ignore[arg-type]
+                sessions = execute(services, checked, pins, runs,
+                                   executor=executor,  # type: ignore[arg-type]
+                                   workers=workers, pool=pool,  # type: ignore[arg-type]
+                                   broker_url=broker,
                                    on_finished=progress.finished if progress else None,
                                    batch_id=batch_id)
         except KeyboardInterrupt:
             fail("cancelled; unfinished steps are recorded as cancelled", code=130)
+        except ConfigError as exc:
+            fail(str(exc))
         results = [s.result or {} for s in sessions]
         if progress:
             progress.report(sessions)

@@ -41,6 +41,14 @@ _worker_services: Services | None = None
 _shared_services: Services | None = None
 
 
+def _context() -> multiprocessing.context.BaseContext:
+    """Workers come from a fork server: clean processes, even when this one runs threads
+    (forking a process with threads, e.g. a Celery client's, can deadlock the child)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["runtime.executors.local"])
+    return context
+
+
 def _init_worker(settings: Settings) -> None:
     global _worker_services
     _worker_services = Services.open(settings)
@@ -74,7 +82,7 @@ class LocalExecutor:
     def _new_pool(self) -> Executor:
         if self.pool_kind == "thread":
             return ThreadPoolExecutor(self.workers, thread_name_prefix="wtm-step")
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"),
+        return ProcessPoolExecutor(self.workers, mp_context=_context(),
                                    initializer=_init_worker, initargs=(self.services.settings,))
 
     @property

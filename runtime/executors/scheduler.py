@@ -12,9 +12,15 @@ from typing import Any, Literal
 
 from runtime import ids
 from runtime.executors.calls import WHOLE, StepCall, StepResult, TaskPin
-from runtime.executors.dataflow import chunks, gather
+from runtime.executors.dataflow import (
+    chunks,
+    compute_outputs,
+    gather,
+    outputs_spec,
+    reference_value,
+)
 from runtime.graph import PipelineGraph
-from runtime.manifest import JoinOutput, Reference
+from runtime.manifest import Reference
 from runtime.values import BlobStore, ValueRef, decode, encode
 
 StepState = Literal["pending", "running", "succeeded", "failed", "skipped", "cancelled"]
@@ -97,8 +103,7 @@ class Scheduler:
         return sorted(skipped)
 
     def _value(self, ref: Reference) -> ValueRef:
-        key = ids.output_value(ref.step, ref.port) if ref.step else ids.pipeline_input(ref.port)
-        return self.values[key]
+        return self.values[reference_value(ref)]
 
     def _launch(self, sid: str) -> list[StepCall]:
         step = self.graph.pipeline.step(sid)
@@ -146,26 +151,4 @@ class Scheduler:
 
     def outputs(self) -> dict[str, Any]:
         """The pipeline's declared outputs that could be computed (all of them on success)."""
-        result: dict[str, Any] = {}
-        for name, spec in self.graph.pipeline.outputs.items():
-            try:
-                if isinstance(spec, Reference):
-                    result[name] = decode(self._value(spec), self.store)
-                else:
-                    result[name] = self._join(spec)
-            except KeyError:
-                continue
-        return result
-
-    def _join(self, join: JoinOutput) -> list[dict[str, Any]]:
-        rows: dict[Any, dict[str, Any]] = {}
-        for section, ref in join.sources.items():
-            source = ids.output_value(ref.step, ref.port) if ref.step \
-                else ids.pipeline_input(ref.port)
-            for item in decode(self._value(ref), self.store):
-                key = item[join.key_field]
-                row = rows.setdefault(key, {join.key_field: key})
-                fields = {k: v for k, v in item.items() if k != join.key_field}
-                row[section] = {**fields, "source": source}
-        return list(rows.values())
-
+        return compute_outputs(outputs_spec(self.graph.pipeline), self.values, self.store)

@@ -16,11 +16,12 @@ from typing import Any
 
 from runtime import ids
 from runtime.executors.calls import WHOLE, StepCall, StepResult, TaskPin
+from runtime.executors.records import mark_step, record_gathered
 from runtime.executors.scheduler import Scheduler
 from runtime.graph import PipelineGraph
 from runtime.registry import RegistryCatalog
 from runtime.services import Services
-from runtime.stores.metadata import RunRecord, StepRecord, ValueRecord, utc_now
+from runtime.stores.metadata import RunRecord, ValueRecord, utc_now
 from runtime.values import ValueRef, encode
 
 
@@ -73,11 +74,8 @@ class RunSession:
                 run_id=run_id, value_id=ids.pipeline_input(name), data_id=ref.id,
                 producer="pipeline", port=name, value=ref.value, uri=ref.uri, size=ref.size))
         for sid, pin in pins.items():
-            services.metadata.record_step(StepRecord(
-                run_id=run_id, step_id=sid, task=pin.name, task_version=pin.version,
-                digest=pin.digest, input_id=ids.input_id(pin.name, sid),
-                output_id=ids.output_id(pin.name, sid), status="pending",
-                edges=[str(e) for e in graph.edges_into(sid)]))
+            mark_step(services.metadata, run_id, sid, pin,
+                      [str(e) for e in graph.edges_into(sid)], "pending")
         scheduler = Scheduler(graph, run_id, refs, pins, services.access, threshold)
         return cls(services, graph, scheduler, record)
 
@@ -109,6 +107,32 @@ class RunSession:
         for sid in self.scheduler.cancel():
             self._mark(sid, "cancelled", "cancelled")
 
+    def absorb(self, state: Mapping[str, Any]) -> None:
+        """Take over the final state of a run executed elsewhere (the celery executor)."""
+        scheduler = self.scheduler
+        scheduler.values.update({k: ValueRef.from_json(v) for k, v in state["values"].items()})
+        for sid in scheduler.state:
+            outputs = [ids.output_value(sid, p) for p in self.graph.tasks[sid].outputs]
+            if sid in state["failed"]:
+                scheduler.state[sid] = "failed"
+                scheduler.errors[sid] = state["failed"][sid]
+            elif sid in state["skipped"]:
+                scheduler.state[sid] = "skipped"
+            elif sid in state["cancelled"]:
+                scheduler.state[sid] = "cancelled"
+            elif all(o in scheduler.values for o in outputs):
+                scheduler.state[sid] = "succeeded"
+        self.step_seconds.update(state["seconds"])
+        self.invocations.update(state["invocations"])
+
+    def abort(self, error: str) -> None:
+        """The executor lost the run: every unfinished step fails with ``error``."""
+        for sid, status in self.scheduler.state.items():
+            if status in ("pending", "running"):
+                self.scheduler.state[sid] = "failed"
+                self.scheduler.errors[sid] = error
+                self._mark(sid, "failed", error)
+
     def cancelled_elsewhere(self) -> bool:
         """True if someone ran ``wtm runs cancel`` on this run."""
         current = self.services.metadata.get_run(self.run_id)
@@ -126,35 +150,20 @@ class RunSession:
         return calls
 
     def _mark(self, sid: str, status: str, error: str) -> None:
-        pin = self.scheduler.pins[sid]
-        self.services.metadata.record_step(StepRecord(
-            run_id=self.run_id, step_id=sid, task=pin.name, task_version=pin.version,
-            digest=pin.digest, input_id=ids.input_id(pin.name, sid),
-            output_id=ids.output_id(pin.name, sid), status=status, finished_at=utc_now(),
-            error=error, edges=[str(e) for e in self.graph.edges_into(sid)]))
+        mark_step(self.services.metadata, self.run_id, sid, self.scheduler.pins[sid],
+                  self._edges(sid), status, error)
+
+    def _edges(self, sid: str) -> list[str]:
+        return [str(e) for e in self.graph.edges_into(sid)]
 
     def _record_gathered(self, sid: str) -> None:
         """The whole-step record and gathered values of a foreach step."""
-        pin = self.scheduler.pins[sid]
-        outputs: dict[str, ValueRef] = {}
-        for port in self.graph.tasks[sid].outputs:
-            ref = self.scheduler.gathered_value(sid, port)
-            assert ref is not None
-            outputs[port] = ref
-            count = self.invocations.get(sid, 0)
-            parts = [f"{ids.output_value(sid, port)}[{i}]" for i in range(count)]
-            self.services.metadata.record_value(ValueRecord(
-                run_id=self.run_id, value_id=ids.output_value(sid, port), data_id=ref.id,
-                producer=sid, port=port, value=ref.value, uri=ref.uri, size=ref.size,
-                sources=parts))
-        self.services.metadata.record_step(StepRecord(
-            run_id=self.run_id, step_id=sid, task=pin.name, task_version=pin.version,
-            digest=pin.digest, input_id=ids.input_id(pin.name, sid),
-            output_id=ids.output_id(pin.name, sid), status="succeeded",
-            started_at=self.first_start.get(sid), finished_at=utc_now(),
-            seconds=self.step_seconds.get(sid, 0.0),
-            outputs={p: r.id for p, r in outputs.items()},
-            edges=[str(e) for e in self.graph.edges_into(sid)]))
+        outputs = {port: self.scheduler.gathered_value(sid, port)
+                   for port in self.graph.tasks[sid].outputs}
+        record_gathered(self.services.metadata, self.run_id, sid, self.scheduler.pins[sid],
+                        self._edges(sid), {p: r for p, r in outputs.items() if r is not None},
+                        self.invocations.get(sid, 0), self.step_seconds.get(sid, 0.0),
+                        self.first_start.get(sid))
 
     def finish(self) -> dict[str, Any]:
         """Record the run's outcome; return the result document."""

@@ -90,7 +90,8 @@ outputs:
     assert result["good"] == 5 and "bad" not in result
     assert summary["steps"]["002"]["status"] == "skipped"
     assert summary["errors"] == [
-        "step 001 (fail_until@1.0.0): RuntimeError: planned failure on attempt 3"]
+        "step 001 (fail_until@1.0.0): RuntimeError: planned failure on attempt 3"
+    ]
     steps = steps_by_id(services, session.run_id)
     assert steps[("001", -1)].status == "failed" and steps[("001", -1)].attempt == 3
     assert "planned failure" in steps[("001", -1)].traceback_tail
@@ -126,18 +127,23 @@ steps:
   - {id: "001", task: make_list, with: {n: 3, bad: true}}
 """)
     assert session.result["processing_summary"]["errors"] == [
-        "step 001 (make_list@1.0.0): output 'items' at $[0]: '0' is not of type 'integer'"]
+        "step 001 (make_list@1.0.0): output 'items' at $[0]: '0' is not of type 'integer'"
+    ]
 
 
 def test_bad_pipeline_input_fails_at_the_step_boundary(run, services):
-    session = run("""
+    session = run(
+        """
 inputs:
   x: {schema: {}}
 steps:
   - {id: "001", task: add, with: {a: $inputs.x}}
-""", {"x": "seven"})
+""",
+        {"x": "seven"},
+    )
     assert session.result["processing_summary"]["errors"] == [
-        "step 001 (add@1.0.0): input 'a' at $: 'seven' is not of type 'number'"]
+        "step 001 (add@1.0.0): input 'a' at $: 'seven' is not of type 'number'"
+    ]
 
 
 def test_large_values_travel_by_reference(run, services):
@@ -160,7 +166,8 @@ outputs:
 def test_foreach_fans_out_and_gathers_in_order(run, services, tmp_path):
     image = tmp_path / "faces.txt"
     image.write_text("a\nb\nc\nd\ne\n")
-    session = run("""
+    session = run(
+        """
 inputs:
   image_path: {schema: {type: string}}
 steps:
@@ -171,14 +178,15 @@ steps:
     with: {image_path: $inputs.image_path}
 outputs:
   faces: $002.described
-""", {"image_path": str(image)})
+""",
+        {"image_path": str(image)},
+    )
     faces = session.result["faces"]
     assert [f["face_id"] for f in faces] == [0, 1, 2, 3, 4]
     assert {f["label"] for f in faces} == {"described-v2"}
     assert session.result["processing_summary"]["steps"]["002"]["invocations"] == 3
     steps = steps_by_id(services, session.run_id)
-    assert {k for k in steps if k[0] == "002"} == {("002", -1), ("002", 0), ("002", 1),
-                                                    ("002", 2)}
+    assert {k for k in steps if k[0] == "002"} == {("002", -1), ("002", 0), ("002", 1), ("002", 2)}
     gathered = services.metadata.get_value(session.run_id, "output_002_described")
     assert gathered.sources == [f"output_002_described[{i}]" for i in range(3)]
 
@@ -186,7 +194,8 @@ outputs:
 def test_foreach_over_nothing_runs_nothing(run, services, tmp_path):
     image = tmp_path / "empty.txt"
     image.write_text("")
-    session = run("""
+    session = run(
+        """
 inputs:
   image_path: {schema: {type: string}}
 steps:
@@ -197,7 +206,9 @@ steps:
     with: {image_path: $inputs.image_path}
 outputs:
   faces: $002.described
-""", {"image_path": str(image)})
+""",
+        {"image_path": str(image)},
+    )
     assert session.result["faces"] == []
     assert session.result["processing_summary"]["status"] == "succeeded"
     assert session.result["processing_summary"]["steps"]["002"]["invocations"] == 0
@@ -206,7 +217,8 @@ outputs:
 def test_join_output_has_the_seed_report_shape(run, services, tmp_path):
     image = tmp_path / "faces.txt"
     image.write_text("a\nb\n")
-    session = run("""
+    session = run(
+        """
 inputs:
   image_path: {schema: {type: string}}
 steps:
@@ -216,11 +228,16 @@ outputs:
   faces:
     join: face_id
     from: {detection: $001.faces_array, attributes: $002.described}
-""", {"image_path": str(image)})
+""",
+        {"image_path": str(image)},
+    )
     first = session.result["faces"][0]
     assert first["face_id"] == 0
-    assert first["detection"] == {"bbox": [0, 0, 10, 10], "confidence": 0.9,
-                                  "source": "output_001_faces_array"}
+    assert first["detection"] == {
+        "bbox": [0, 0, 10, 10],
+        "confidence": 0.9,
+        "source": "output_001_faces_array",
+    }
     assert first["attributes"]["source"] == "output_002_described"
     summary = session.result["processing_summary"]
     assert {"total_time", "sequential_time", "parallel_speedup", "data_lineage"} <= set(summary)

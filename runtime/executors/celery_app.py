@@ -1,0 +1,56 @@
+"""The Celery application of wtm workers and clients: Redis, JSON only, late acks.
+
+Settings that matter (see ../shared/INFRA_NOTES.md and Celery issues #5935,
+#8182, #3317, #6029, #4207): Redis as broker and result backend (the only
+reliable chord backend), JSON serialization only, ``acks_late`` with
+``reject_on_worker_lost`` so a task whose worker died is delivered again,
+prefetch 1, a ``visibility_timeout`` above the longest task time limit, task
+events on for Flower and the dashboard.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+from runtime.config import ConfigError
+
+DEFAULT_VISIBILITY_TIMEOUT = 3600
+RESULT_EXPIRES = 24 * 3600
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"env {name}: {raw!r} is not a number of seconds") from None
+
+
+def make_app(broker_url: str) -> Celery:
+    """A configured Celery app for ``broker_url`` (a ``redis://`` URL)."""
+    if not broker_url.startswith(("redis://", "rediss://")):
+        raise ConfigError(f"broker {broker_url!r}: the celery executor needs a redis:// URL")
+    app = Celery("wtm", broker=broker_url, backend=broker_url, include=[
+        "runtime.executors.celery_tasks"])
+    transport = {
+        "visibility_timeout": _seconds("WTM_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT)}
+    restore = os.environ.get("WTM_UNACKED_RESTORE_INTERVAL")
+    if restore:
+        transport["unacked_restore_interval"] = _seconds("WTM_UNACKED_RESTORE_INTERVAL", 10)
+        transport["unacked_restore_throttle"] = 1
+    app.conf.update(
+        task_serializer="json", result_serializer="json", event_serializer="json",
+        accept_content=["json"], result_accept_content=["json"],
+        task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
+        broker_transport_options=transport, result_backend_transport_options=transport,
+        result_expires=RESULT_EXPIRES, result_extended=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        broker_connection_retry_on_startup=True,
+        task_send_sent_event=True, worker_send_task_events=True,
+        task_track_started=True, worker_hijack_root_logger=False,
+    )
+    return app

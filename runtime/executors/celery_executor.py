@@ -1,0 +1,139 @@
+"""The celery executor: each run becomes a Celery canvas over Redis.
+
+Stages compile to ``chain(stage1, chord([stage2 steps...], merge), ...)``: a
+single-step stage is one task, a parallel stage a chord joined by ``merge``;
+a chain never ends with a bare group. Workers (``wtm worker``) load plugins
+from the registry and record steps in the metadata store; this side only
+submits, watches for cancellation, and records the run's outcome.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from celery import chain, chord
+from celery.canvas import Signature
+from celery.result import AsyncResult
+
+from runtime.config import ConfigError
+from runtime.executors.celery_app import make_app
+from runtime.executors.celery_tasks import limits, merge, new_state, step
+from runtime.executors.dataflow import reference_value
+from runtime.executors.session import RunSession
+from runtime.services import Services
+from runtime.values import encode
+
+POLL_SECONDS = 0.02
+CANCEL_CHECK_SECONDS = 0.5
+
+
+def step_spec(session: RunSession, sid: str) -> dict[str, Any]:
+    """Everything a worker needs to run step ``sid`` of this run, as JSON."""
+    graph, pin = session.graph, session.scheduler.pins[sid]
+    step_ = graph.pipeline.step(sid)
+    threshold = session.services.settings.inline_threshold
+    bindings = {
+        port: {"ref": reference_value(b.reference)} if b.reference is not None
+        else {"value": encode(b.constant, session.services.access, threshold).to_json()}
+        for port, b in step_.bindings.items()}
+    foreach = None
+    if step_.foreach is not None:
+        foreach = {"port": step_.foreach.port, "from": reference_value(step_.foreach.source),
+                   "chunk": step_.foreach.chunk}
+    return {"run_id": session.run_id, "step_id": sid, "pin": asdict(pin),
+            "edges": [str(e) for e in graph.edges_into(sid)], "bindings": bindings,
+            "foreach": foreach, "outputs": list(graph.tasks[sid].outputs),
+            "needs": sorted(graph.deps[sid]), "threshold": threshold}
+
+
+def canvas(session: RunSession) -> Signature:
+    """The run as ``chain(stage, chord([...], merge), ...)``."""
+    state = new_state({vid: ref.to_json() for vid, ref in session.scheduler.values.items()})
+    stages: list[Signature] = []
+    for number, stage in enumerate(session.graph.stages):
+        members = []
+        for sid in stage:
+            spec = step_spec(session, sid)
+            signature = step.s(state, spec) if number == 0 else step.s(spec=spec)
+            members.append(signature.set(**limits(spec)))
+        stages.append(members[0] if len(members) == 1 else chord(members, merge.s()))
+    return chain(*stages)
+
+
+class CeleryExecutor:
+    """Submits runs as canvases to Redis and waits for them."""
+
+    name = "celery"
+
+    def __init__(self, services: Services, broker_url: str | None) -> None:
+        broker = broker_url or services.settings.broker_url
+        if not broker:
+            raise ConfigError("the celery executor needs a broker: --broker, WTM_BROKER_URL "
+                              "or broker_url in wtm.toml")
+        self.services = services
+        self.app = make_app(broker)
+        visibility = self.app.conf.broker_transport_options["visibility_timeout"]
+        self.visibility_timeout = float(visibility)
+
+    def check_limits(self, session: RunSession) -> None:
+        """Refuse a task time limit at or above the broker's visibility timeout (#5935)."""
+        for pin in session.scheduler.pins.values():
+            if pin.timeout and pin.timeout >= self.visibility_timeout:
+                raise ConfigError(f"{pin.name}@{pin.version} timeout {pin.timeout:g}s is not "
+                                  f"below the broker visibility timeout "
+                                  f"{self.visibility_timeout:g}s (WTM_VISIBILITY_TIMEOUT)")
+
+    def run(self, sessions: list[RunSession],
+            on_finished: Callable[[RunSession], None] | None = None) -> None:
+        """Submit every run, then wait for each to end; Ctrl-C cancels them."""
+        pending: dict[str, tuple[RunSession, AsyncResult]] = {}
+        with self.app.connection_for_write() as connection:
+            for session in sessions:
+                self.check_limits(session)
+                pending[session.run_id] = (session, canvas(session).apply_async(
+                    connection=connection))
+        next_check = time.monotonic() + CANCEL_CHECK_SECONDS
+        try:
+            while pending:
+                for run_id, (session, result) in list(pending.items()):
+                    if result.ready():
+                        del pending[run_id]
+                        self._finish(session, result, on_finished)
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + CANCEL_CHECK_SECONDS
+                    for session, result in pending.values():
+                        if session.cancelled_elsewhere():
+                            _revoke(result)
+                time.sleep(POLL_SECONDS)
+        except KeyboardInterrupt:
+            for session, result in pending.values():
+                self.services.metadata.update_run(session.run_id, status="cancelled")
+                _revoke(result)
+                session.cancel()
+                session.finish()
+            raise
+
+    def _finish(self, session: RunSession, result: AsyncResult,
+                on_finished: Callable[[RunSession], None] | None) -> None:
+        if result.successful():
+            session.absorb(result.get(disable_sync_subtasks=False))
+        elif session.cancelled_elsewhere():
+            session.cancel()
+        else:
+            session.abort(f"celery: {type(result.result).__name__}: {result.result}")
+        result.forget()
+        session.finish()
+        if on_finished:
+            on_finished(session)
+
+
+def _revoke(result: AsyncResult) -> None:
+    """Revoke the tasks of a chain that have not run yet."""
+    node: AsyncResult | None = result
+    while node is not None:
+        if not node.ready():
+            node.revoke()
+        node = node.parent
