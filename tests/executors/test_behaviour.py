@@ -6,6 +6,7 @@ import threading
 import time
 from datetime import datetime
 
+from runtime.execute import execute, prepare
 from runtime.lineage import lineage
 from runtime.services import Services
 
@@ -269,3 +270,26 @@ steps:
     assert services.metadata.get_run(session.run_id).status == "cancelled"
     states = {s.step_id: s.status for s in services.metadata.list_steps(session.run_id)}
     assert states["003"] == "cancelled"
+
+
+def test_batch_one_bad_input_fails_only_its_run(request, services, executor, tmp_path):
+    path = tmp_path / "batch.yaml"
+    path.write_text("apiVersion: wtm/v1\nkind: Pipeline\nname: batch\nversion: 1.0.0\n" + DIAMOND)
+    checked, pins = prepare(services, path)
+    broker = request.getfixturevalue("celery_worker")[0] if executor == "celery" else None
+    finished = []
+    sessions = execute(
+        services,
+        checked,
+        pins,
+        [{"x": 1}, {"x": "bad"}, {"x": 3}],
+        executor=executor,
+        broker_url=broker,
+        on_finished=finished.append,
+    )
+    statuses = [s.result["processing_summary"]["status"] for s in sessions]
+    assert statuses == ["succeeded", "failed", "succeeded"]
+    assert [s.result.get("total") for s in sessions] == [114, None, 118]
+    assert sorted(s.run_id for s in finished) == sorted(s.run_id for s in sessions)
+    batch_ids = {services.metadata.get_run(s.run_id).batch_id for s in sessions}
+    assert len(batch_ids) == 1 and None not in batch_ids
