@@ -5,36 +5,39 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rich import box
 from rich.console import Console, Group
 from rich.panel import Panel
-from rich.table import Table
+from rich.table import Column, Table
 
 MAX_ROWS = 50
+HIDDEN = {"source", "landmark_model", "probabilities"}
+ABBREVIATIONS = {"face_id": "face", "confidence": "conf", "descriptor": "descr"}
 
 
 def _cell(value: Any) -> str:
     if isinstance(value, dict):
         if "label" in value and "confidence" in value:
-            return f"{value['label']} ({value['confidence']:.2f})"
+            return f"{value['label']} {value['confidence']:.2f}"
         if "years" in value:
-            return f"{value['years']} ({value.get('confidence', 0):.2f})"
+            return f"{value['years']} {value.get('confidence', 0):.2f}"
         if "dominant" in value:
-            return f"{value['dominant']} ({value.get('confidence', 0):.2f})"
+            return f"{value['dominant']} {value.get('confidence', 0):.2f}"
         if value and all(isinstance(v, int | float) for v in value.values()):
             top = max(value, key=value.__getitem__)
             return f"{top} {value[top]:.2f}"
         return ", ".join(f"{k}={_cell(v)}" for k, v in value.items() if k != "source")
     if isinstance(value, list):
         if value and all(isinstance(v, list) for v in value):
-            return f"{len(value)} points"
+            return f"{len(value)} pts"
         if len(value) > 8 and all(isinstance(v, int | float) for v in value):
             norm = sum(v * v for v in value) ** 0.5
-            return f"{len(value)}-D, |v|={norm:.3f}"
+            return f"{len(value)}-D |{norm:.2f}|"
         if len(value) > 8:
             return f"{len(value)} items"
-        return json.dumps(value)
+        return ",".join(_cell(v) for v in value)
     if isinstance(value, float):
-        return f"{value:.3f}"
+        return f"{value:.2f}"
     return str(value)
 
 
@@ -47,7 +50,7 @@ def records_table(name: str, rows: list[dict[str, Any]]) -> Table:
         for key, value in row.items():
             if isinstance(value, dict) and "source" in value:
                 for sub, v in value.items():
-                    if sub != "source":
+                    if sub not in HIDDEN:
                         flat[f"{key}.{sub}"] = v
             else:
                 flat[key] = value
@@ -55,7 +58,10 @@ def records_table(name: str, rows: list[dict[str, Any]]) -> Table:
         columns.update(dict.fromkeys(flat))
     short = [c.rpartition(".")[2] for c in columns]
     headers = [s if short.count(s) == 1 else c for s, c in zip(short, columns, strict=True)]
-    table = Table(*headers, title=f"{name} ({len(rows)})", title_justify="left")
+    headers = [ABBREVIATIONS.get(h, h) for h in headers]
+    table = Table(*(Column(h, overflow="fold") for h in headers),
+                  title=f"{name} ({len(rows)})", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
     for flat in flat_rows:
         table.add_row(*(_cell(flat.get(c, "")) for c in columns))
     return table
