@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from runtime.cli.config import config, doctor
 from runtime.cli.demo import demo
 from runtime.cli.manifests import graph, schema, validate
 from runtime.cli.output import fail
@@ -33,6 +34,8 @@ cli.add_command(runs)
 cli.add_command(lineage_command)
 cli.add_command(demo)
 cli.add_command(worker)
+cli.add_command(config)
+cli.add_command(doctor)
 
 
 def main() -> None:
