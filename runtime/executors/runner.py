@@ -18,6 +18,7 @@ from typing import Any
 from runtime import ids
 from runtime.context import TaskContext
 from runtime.executors.calls import WHOLE, StepCall, StepResult
+from runtime.extensions import notify
 from runtime.portcheck import check_inputs, check_outputs
 from runtime.services import Services
 from runtime.stores.metadata import StepRecord, ValueRecord, utc_now
@@ -47,6 +48,7 @@ def run_call(call: StepCall, services: Services,
     refs = call.input_refs()
     base = _record(call, services, status="running", started_at=utc_now(),
                    inputs={p: r.id for p, r in refs.items()})
+    notify("wtm_step_started", run_id=call.run_id, step_id=call.step_id, attempt=call.attempt)
     started = time.perf_counter()
     try:
         loaded = services.loader.load(call.task.digest)
@@ -66,12 +68,16 @@ def run_call(call: StepCall, services: Services,
         services.metadata.record_step(StepRecord(**{
             **base, "status": "failed", "finished_at": utc_now(), "seconds": seconds,
             "error": message, "traceback_tail": _tail(exc)}))
+        notify("wtm_step_failed", run_id=call.run_id, step_id=call.step_id, error=message,
+               attempt=call.attempt)
         raise StepFailed(message) from exc
     seconds = time.perf_counter() - started
     _record_values(call, services, refs, encoded)
     services.metadata.record_step(StepRecord(**{
         **base, "status": "succeeded", "finished_at": utc_now(), "seconds": seconds,
         "outputs": {p: r.id for p, r in encoded.items()}}))
+    notify("wtm_step_finished", run_id=call.run_id, step_id=call.step_id, outputs=outputs,
+           seconds=seconds)
     return StepResult({p: r.to_json() for p, r in encoded.items()}, seconds, worker_name())
 
 
