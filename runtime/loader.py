@@ -25,7 +25,7 @@ import pluggy
 from runtime.context import TaskContext
 from runtime.hooks import task_plugin_manager
 from runtime.manifest import TaskManifest, load_task
-from runtime.packaging import MANIFEST, Limits, unpack
+from runtime.packaging import DEFAULT_LIMITS, MANIFEST, Limits, unpack
 from runtime.stores.artifacts import ArtifactStore, fetch_blob
 
 PIP_PREFIX = "pip:"
@@ -51,7 +51,7 @@ class LoadedTask:
 class Loader:
     """Loads and caches task plugins by package digest; safe to share between threads."""
 
-    def __init__(self, artifacts: ArtifactStore, cache_dir: Path, limits: Limits = Limits()):
+    def __init__(self, artifacts: ArtifactStore, cache_dir: Path, limits: Limits = DEFAULT_LIMITS):
         self.artifacts = artifacts
         self.cache_dir = Path(cache_dir)
         self.limits = limits
@@ -88,27 +88,33 @@ def import_plugin(folder: Path, manifest: TaskManifest, unique: str) -> pluggy.P
         root = importlib.util.module_from_spec(spec)
         sys.modules[PACKAGE_ROOT] = root
     name = f"{PACKAGE_ROOT}.{unique}"
-    if name not in sys.modules:
-        init = folder / "__init__.py"
-        spec = importlib.util.spec_from_file_location(
-            name, init if init.is_file() else None, submodule_search_locations=[str(folder)])
-        if spec is None:
-            spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
-            spec.submodule_search_locations = [str(folder)]
-        package = importlib.util.module_from_spec(spec)
-        sys.modules[name] = package
-        try:
-            if spec.loader is not None:
-                spec.loader.exec_module(package)
-        except BaseException:
-            del sys.modules[name]
-            raise
     try:
+        if name not in sys.modules:
+            init = folder / "__init__.py"
+            found = importlib.util.spec_from_file_location(
+                name, init if init.is_file() else None, submodule_search_locations=[str(folder)])
+            if found is None:
+                found = importlib.machinery.ModuleSpec(name, None, is_package=True)
+                found.submodule_search_locations = [str(folder)]
+            package = importlib.util.module_from_spec(found)
+            sys.modules[name] = package
+            if found.loader is not None:
+                found.loader.exec_module(package)
         module: ModuleType = importlib.import_module(f"{name}.{manifest.entrypoint}")
         return task_plugin_manager(module, manifest.key)
-    except Exception as exc:
+    except BaseException as exc:
+        forget_plugin(unique)  # a later attempt starts afresh, from the folder it is given
+        if not isinstance(exc, Exception):
+            raise
         raise PluginLoadError(f"{manifest.key}: cannot import entrypoint "
                               f"{manifest.entrypoint!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def forget_plugin(unique: str) -> None:
+    """Drop ``_wtm_plugins.<unique>`` and its submodules from ``sys.modules``."""
+    name = f"{PACKAGE_ROOT}.{unique}"
+    for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        del sys.modules[module]
 
 
 def load_pip_plugin(module_name: str) -> LoadedTask:

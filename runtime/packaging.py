@@ -14,6 +14,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -36,6 +37,9 @@ class Limits:
     max_package_bytes: int = 200 << 20
     max_unpacked_bytes: int = 1 << 30
     max_files: int = 10_000
+
+
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ def package_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def build_package(folder: Path, limits: Limits = Limits()) -> Package:
+def build_package(folder: Path, limits: Limits = DEFAULT_LIMITS) -> Package:
     """Zip ``folder`` reproducibly: same files, same bytes, same digest."""
     if not (folder / MANIFEST).is_file():
         raise PackageError(f"{folder}: no {MANIFEST} in the plugin folder")
@@ -100,7 +104,7 @@ def build_package(folder: Path, limits: Limits = Limits()) -> Package:
     return Package(data, sha256_hex(data))
 
 
-def read_package(path: Path, limits: Limits = Limits()) -> Package:
+def read_package(path: Path, limits: Limits = DEFAULT_LIMITS) -> Package:
     """Read a zip made elsewhere, checking it before anything uses it."""
     size = path.stat().st_size
     if size > limits.max_package_bytes:
@@ -119,7 +123,7 @@ def _safe_name(name: str) -> PurePosixPath:
     return path
 
 
-def check_archive(path: Path, limits: Limits = Limits()) -> list[zipfile.ZipInfo]:
+def check_archive(path: Path, limits: Limits = DEFAULT_LIMITS) -> list[zipfile.ZipInfo]:
     """The archive's file entries, after refusing unsafe ones; raises :class:`PackageError`."""
     try:
         with zipfile.ZipFile(path) as archive:
@@ -146,7 +150,7 @@ def check_archive(path: Path, limits: Limits = Limits()) -> list[zipfile.ZipInfo
     return files
 
 
-def unpack(path: Path, dest: Path, limits: Limits = Limits()) -> Path:
+def unpack(path: Path, dest: Path, limits: Limits = DEFAULT_LIMITS) -> Path:
     """Unpack a checked archive into ``dest`` atomically (a temp folder, then a rename)."""
     if dest.is_dir():
         return dest
@@ -154,18 +158,21 @@ def unpack(path: Path, dest: Path, limits: Limits = Limits()) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        with zipfile.ZipFile(path) as archive:
-            written = 0
-            for info in entries:
-                target = staging / _safe_name(info.filename)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with archive.open(info) as source, open(target, "wb") as sink:
-                    while chunk := source.read(1 << 20):
-                        written += len(chunk)
-                        if written > limits.max_unpacked_bytes:
-                            raise PackageError(f"{path}: unpacks to more than "
-                                               f"{limits.max_unpacked_bytes} bytes")
-                        sink.write(chunk)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                written = 0
+                for info in entries:
+                    target = staging / _safe_name(info.filename)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with archive.open(info) as source, open(target, "wb") as sink:
+                        while chunk := source.read(1 << 20):
+                            written += len(chunk)
+                            if written > limits.max_unpacked_bytes:
+                                raise PackageError(f"{path}: unpacks to more than "
+                                                   f"{limits.max_unpacked_bytes} bytes")
+                            sink.write(chunk)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise PackageError(f"{path}: corrupt archive ({exc})") from None
         try:
             staging.rename(dest)
         except OSError:

@@ -8,8 +8,11 @@ nothing else uses, so a failed install leaves no trace in either store.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
+import logging
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -21,9 +24,10 @@ import pluggy
 
 from runtime.catalog import TaskCatalog
 from runtime.hooks import PROJECT, TaskSpec
-from runtime.loader import PIP_PREFIX, PluginLoadError, import_plugin
+from runtime.loader import PIP_PREFIX, PluginLoadError, forget_plugin, import_plugin
 from runtime.manifest import TaskManifest, load_task, parse_task
 from runtime.packaging import (
+    DEFAULT_LIMITS,
     MANIFEST,
     Limits,
     Package,
@@ -32,7 +36,7 @@ from runtime.packaging import (
     read_package,
     unpack,
 )
-from runtime.problems import ManifestError, errors
+from runtime.problems import ManifestError, Problem, errors
 from runtime.requirements import install, install_hint, missing
 from runtime.stores.artifacts import ArtifactStore, blob_key
 from runtime.stores.errors import Conflict, NotFound
@@ -42,6 +46,7 @@ from runtime.versions import newest_matching, sort_versions
 from runtime.yamlsource import Located
 
 ENTRY_POINT_GROUP = "wtm.plugins"
+log = logging.getLogger(__name__)
 
 
 class InstallError(Exception):
@@ -66,7 +71,7 @@ class Registry:
     """Installed plugins: packages in the artifact store, records in the metadata store."""
 
     def __init__(self, artifacts: ArtifactStore, metadata: MetadataStore,
-                 limits: Limits = Limits()) -> None:
+                 limits: Limits = DEFAULT_LIMITS) -> None:
         self.artifacts = artifacts
         self.metadata = metadata
         self.limits = limits
@@ -75,12 +80,15 @@ class Registry:
                 install_requirements: bool = False) -> InstallResult:
         """Install the plugin folder or zip at ``source``; raises :class:`InstallError`."""
         with _unpacked(source, self.limits) as (folder, package):
-            task = _checked_manifest(folder)
+            task = _checked_manifest(folder, source if source.is_file() else folder)
             _check_requirements(task, install_requirements)
+            check = f"check_{package.digest[:24]}"
             try:
-                import_plugin(folder, task, f"check_{package.digest[:24]}")
+                import_plugin(folder, task, check)
             except PluginLoadError as exc:
                 raise InstallError(str(exc)) from None
+            finally:
+                forget_plugin(check)  # its folder may be a temporary one
             record = PluginRecord(
                 name=task.name, version=task.version, digest=package.digest, size=package.size,
                 object_key=blob_key(package.digest), manifest=task.source.data,
@@ -95,21 +103,29 @@ class Registry:
                     f"(sha256 {existing.digest[:12]} vs {package.digest[:12]}); bump the version, "
                     "or use --force to replace it")
             self._store(record, package, replace=existing is not None)
+            if existing is not None and not self.metadata.runs_using_plugin(
+                    task.name, task.version):
+                self._delete_unused(existing)
             return InstallResult(record, "replaced" if existing else "installed")
 
     def _store(self, record: PluginRecord, package: Package, *, replace: bool) -> None:
         uploaded = not self.artifacts.exists(record.object_key)
-        if uploaded:
-            self.artifacts.put_bytes(record.object_key, package.data)
         try:
+            if uploaded:
+                self.artifacts.put_bytes(record.object_key, package.data)
             if replace:
                 self.metadata.replace_plugin(record)
             else:
                 self.metadata.add_plugin(record)
         except BaseException:
-            if uploaded:
+            if uploaded:  # a failed upload may still have stored something
                 self.artifacts.delete(record.object_key)
             raise
+
+    def _delete_unused(self, record: PluginRecord) -> None:
+        """Delete ``record``'s package unless a recorded plugin still shares it."""
+        if not any(r.digest == record.digest for r in self.metadata.list_plugins()):
+            self.artifacts.delete(record.object_key)
 
     def records(self, name: str | None = None) -> list[PluginRecord]:
         """Registry and pip-installed plugins, by name, newest version first."""
@@ -142,8 +158,7 @@ class Registry:
             raise Conflict(f"{name}@{version} is used by active run(s) {', '.join(active[:5])}; "
                            "wait for them or cancel them first")
         self.metadata.remove_plugin(name, version)
-        if not any(r.digest == record.digest for r in self.metadata.list_plugins()):
-            self.artifacts.delete(record.object_key)
+        self._delete_unused(record)
         return record
 
     def catalog(self) -> RegistryCatalog:
@@ -170,7 +185,12 @@ def entry_point_plugins() -> list[PluginRecord]:
     """Plugins installed with pip that register in the ``wtm.plugins`` entry point group."""
     manager = pluggy.PluginManager(PROJECT)
     manager.add_hookspecs(TaskSpec)
-    manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    names = {ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    for name in sorted(names):
+        try:  # one by one: a plugin that fails to import must not hide the others
+            manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name)
+        except Exception as exc:
+            log.warning("skipped pip plugin %r: %s: %s", name, type(exc).__name__, exc)
     records = []
     for _, module in manager.list_name_plugin():
         folder = Path(getattr(module, "__file__", "") or "").parent
@@ -180,8 +200,9 @@ def entry_point_plugins() -> list[PluginRecord]:
             continue
         dist = manager.list_plugin_distinfo()
         installed_from = next((d.project_name for m, d in dist if m is module), "pip")
+        module_name = getattr(module, "__name__", "")
         records.append(PluginRecord(
-            name=task.name, version=task.version, digest=PIP_PREFIX + module.__name__, size=0,
+            name=task.name, version=task.version, digest=PIP_PREFIX + module_name, size=0,
             object_key="", manifest=task.source.data, inputs=task.source.data.get("inputs", {}),
             outputs=task.source.data["outputs"], source=f"pip:{installed_from}",
         ))
@@ -205,6 +226,9 @@ def _unpacked(source: Path, limits: Limits) -> Iterator[tuple[Path, Package]]:
     try:
         try:
             folder = unpack(source, staging / "plugin", limits)
+            # packaged again reproducibly, so the same files get the same digest however
+            # they were zipped (and caches or VCS files in the zip are left out)
+            package = build_package(folder, limits)
         except (PackageError, OSError) as exc:
             raise InstallError(str(exc)) from None
         yield folder, package
@@ -212,21 +236,33 @@ def _unpacked(source: Path, limits: Limits) -> Iterator[tuple[Path, Package]]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _checked_manifest(folder: Path) -> TaskManifest:
+def _checked_manifest(folder: Path, shown: Path) -> TaskManifest:
+    """The plugin's manifest; problems point into ``shown`` (the zip, for a zip)."""
     try:
         task = load_task(folder / MANIFEST)
     except ManifestError as exc:
-        raise InstallError("invalid manifest:\n" + "\n".join(map(str, exc.problems))) from None
+        raise InstallError(_invalid(exc.problems, folder, shown)) from None
     problems = errors(check_task(task))
     if problems:
-        raise InstallError("invalid manifest:\n" + "\n".join(map(str, problems)))
+        raise InstallError(_invalid(problems, folder, shown))
     return task
+
+
+def _invalid(problems: list[Problem], folder: Path, shown: Path) -> str:
+    path, where = str(folder / MANIFEST), f"{shown}/{MANIFEST}"
+    return "invalid manifest:\n" + "\n".join(
+        str(dataclasses.replace(p, path=where) if p.path == path else p) for p in problems)
 
 
 def _check_requirements(task: TaskManifest, install_missing: bool) -> None:
     absent = missing(task.requirements)
     if absent and install_missing:
-        install([req for req, _ in absent])
+        try:
+            install([req for req, _ in absent])
+        except subprocess.CalledProcessError as exc:
+            raise InstallError(
+                f"{task.key}: pip failed (exit status {exc.returncode}) installing "
+                f"{', '.join(req.requirement for req, _ in absent)}") from None
         importlib.invalidate_caches()
         absent = missing(task.requirements)
     if absent:

@@ -129,12 +129,12 @@ def _plain(node: Any, key: Key, located: Located, seen: set[int]) -> Any:
     if isinstance(node, CommentedMap):
         result = {}
         for k in node:
-            child = (*key, k)
+            plain_key = k if isinstance(k, str) else _key_text(k)
+            child = (*key, plain_key)
             kline, kcol = node.lc.key(k)
             vline, vcol = node.lc.value(k)
             located.keys[child] = (kline + 1, kcol + 1)
             located.values[child] = (vline + 1, vcol + 1)
-            plain_key = k if isinstance(k, str) else _scalar(k)
             result[plain_key] = _plain(node[k], child, located, seen)
         return result
     if isinstance(node, CommentedSeq):
@@ -145,6 +145,15 @@ def _plain(node: Any, key: Key, located: Located, seen: set[int]) -> Any:
             items.append(_plain(item, (*key, i), located, seen))
         return items
     return _scalar(node)
+
+
+def _key_text(key: Any) -> str:
+    """A non-string mapping key as JSON would spell it (JSON keys are strings)."""
+    if key is None:
+        return "null"
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(_scalar(key))
 
 
 def _scalar(value: Any) -> Any:

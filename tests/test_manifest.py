@@ -234,3 +234,10 @@ def test_format_schemas_are_valid_json_schema(kind):
     schema = format_schema(kind)
     jsonschema.Draft202012Validator.check_schema(schema)
     assert json.loads((ROOT / f"runtime/schemas/{kind}.schema.json").read_text()) == schema
+
+
+def test_non_string_keys_are_named_as_json_would(tmp_path):
+    text = TASK.replace("entrypoint: plugin\n", "entrypoint: plugin\nnull: 1\n")
+    line, column, message = problem_of(tmp_path, text)
+    assert (line, column) == (6, 1)
+    assert message.startswith("unknown field 'null' in manifest")

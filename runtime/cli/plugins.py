@@ -10,9 +10,9 @@ from rich.table import Table
 from runtime.cli.common import open_services
 from runtime.cli.output import console, fail, print_json
 from runtime.registry import InstallError, manifest_of
-from runtime.stores.errors import Conflict, NotFound
+from runtime.stores.errors import Conflict, NotFound, StoreError
 from runtime.stores.metadata import PluginRecord
-from runtime.versions import TaskRef
+from runtime.versions import TaskRef, is_version
 
 
 @click.group()
@@ -33,8 +33,9 @@ def install(sources: tuple[Path, ...], force: bool, install_requirements: bool) 
             try:
                 result = registry.install(source, force=force,
                                           install_requirements=install_requirements)
-            except InstallError as exc:
-                fail(f"{source}: {exc}")
+            except (InstallError, StoreError) as exc:
+                message = str(exc)  # said once, whether or not it starts with the path
+                fail(message if message.startswith(f"{source}:") else f"{source}: {message}")
             record = result.record
             what = {"installed": "installed", "replaced": "replaced (--force)",
                     "unchanged": "already installed with the same content; nothing to do"}
@@ -104,7 +105,7 @@ def show(ref: str, as_json: bool) -> None:
 def remove(ref: str) -> None:
     """Remove NAME@VERSION (refused while an active run uses it)."""
     parsed = _ref(ref)
-    if parsed.constraint == "latest":
+    if not is_version(parsed.constraint):
         fail("give the exact version to remove: NAME@VERSION")
     with open_services() as services:
         try:
