@@ -243,8 +243,6 @@ def test_settings_open_the_embedded_stores(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("opener", "url", "mentions"),
     [
-        ("artifacts", "s3://bucket/prefix", "not available yet"),
-        ("metadata", "mongodb://host/wtm", "not available yet"),
         ("artifacts", "ftp://u:pw@host/x", "known: file://, s3://"),
         ("metadata", "postgres://host/db", "known: sqlite://"),
         ("metadata", "sqlite://wtm.db", "sqlite:///"),

@@ -6,6 +6,8 @@ import contextlib
 import multiprocessing
 import queue
 import sqlite3
+import subprocess
+import sys
 import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +19,7 @@ import pytest
 from runtime.stores.errors import StoreError
 from runtime.stores.metadata import RunRecord, StepRecord, ValueRecord
 from runtime.stores.sqlite import MIGRATIONS, SqliteMetadataStore
+from tests.conftest import ROOT
 
 PROCESSES = 4
 RECORDS = 40
@@ -110,13 +113,24 @@ def test_processes_create_and_write_one_database_at_once(tmp_path: Path) -> None
         check_all_written(store, PROCESSES)
 
 
-def test_forked_workers_reuse_a_store_opened_before_the_fork(tmp_path: Path) -> None:
+def forked_reuse(path: str) -> None:
+    """Fork workers that use a store their parent opened (as Celery's prefork pool does)."""
     ctx = multiprocessing.get_context("fork")
-    store = SqliteMetadataStore(tmp_path / "wtm.db")
+    store = SqliteMetadataStore(path)
     assert store.list_runs() == []  # the parent holds a connection when it forks
     run_processes(ctx, write_with_inherited, [(store, w) for w in range(PROCESSES)])
     check_all_written(store, PROCESSES)
     store.close()
+
+
+def test_forked_workers_reuse_a_store_opened_before_the_fork(tmp_path: Path) -> None:
+    # Forked from a fresh interpreter: forking the test process, whose other tests leave
+    # threads running, can deadlock a child on a lock some thread held at the fork.
+    script = f"from tests.test_sqlite_concurrency import forked_reuse; " \
+             f"forked_reuse({str(tmp_path / 'wtm.db')!r})"
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
 def test_threads_share_one_store(tmp_path: Path) -> None:

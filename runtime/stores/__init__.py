@@ -1,15 +1,15 @@
 """Stores chosen by URL scheme.
 
 :data:`ARTIFACT_BACKENDS` and :data:`METADATA_BACKENDS` map a scheme to a
-factory; a new backend is one entry there (``s3`` and ``mongodb`` are
-reserved for backends still to come).
+factory; a new backend is one entry there. ``file://`` and ``sqlite://`` are
+embedded; ``s3://`` (MinIO or any S3) and ``mongodb://`` import their client
+libraries only when used.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import NoReturn
 from urllib.parse import unquote
 
 from runtime.config import Settings, mask_url
@@ -36,21 +36,26 @@ def _sqlite_metadata(url: str) -> MetadataStore:
     return SqliteMetadataStore(Path(url[len("sqlite:///") :]))
 
 
-def _not_available(scheme: str) -> Callable[..., NoReturn]:
-    def fail(*_: object) -> NoReturn:
-        raise StoreError(f"the {scheme}:// store backend is not available yet")
+def _s3_artifacts(url: str, settings: Settings) -> ArtifactStore:
+    from runtime.stores.s3 import S3ArtifactStore  # imported on use: minio is slow to import
 
-    return fail
+    return S3ArtifactStore.from_url(url, settings)
+
+
+def _mongo_metadata(url: str) -> MetadataStore:
+    from runtime.stores.mongo import MongoMetadataStore  # imported on use, as above
+
+    return MongoMetadataStore(url)
 
 
 ARTIFACT_BACKENDS: dict[str, ArtifactFactory] = {
     "file": _file_artifacts,
-    "s3": _not_available("s3"),
+    "s3": _s3_artifacts,
 }
 METADATA_BACKENDS: dict[str, MetadataFactory] = {
     "sqlite": _sqlite_metadata,
-    "mongodb": _not_available("mongodb"),
-    "mongodb+srv": _not_available("mongodb+srv"),
+    "mongodb": _mongo_metadata,
+    "mongodb+srv": _mongo_metadata,
 }
 
 

@@ -124,7 +124,8 @@ class MongoMetadataStore(MetadataStore):
 
     ``client`` replaces the connection made from ``url`` (tests pass a
     ``mongomock.MongoClient()``); ``timeout_ms`` bounds how long an unreachable
-    server is waited for. Indexes are created on opening.
+    server is waited for; ``database`` overrides the URL's. Indexes are created
+    on opening, so an unreachable server fails here.
     """
 
     def __init__(
@@ -132,12 +133,14 @@ class MongoMetadataStore(MetadataStore):
         url: str,
         client: pymongo.MongoClient[Document] | None = None,
         timeout_ms: int = TIMEOUT_MS,
+        database: str | None = None,
     ) -> None:
         self.url = url
         self.hosts = hosts_of(url)
+        self.database = database or database_name(url)
         with self._errors():
             try:
-                self._client: pymongo.MongoClient[Document] = client or pymongo.MongoClient(
+                self.client: pymongo.MongoClient[Document] = client or pymongo.MongoClient(
                     url,
                     serverSelectionTimeoutMS=timeout_ms,
                     connectTimeoutMS=timeout_ms,
@@ -145,14 +148,20 @@ class MongoMetadataStore(MetadataStore):
                 )
             except (ValueError, TypeError) as exc:
                 raise StoreError(f"{self.describe()}: {self._scrub(_first_line(exc))}") from None
-            db = self._client[database_name(url)]
-            self._plugins: MongoCollection[Document] = db["plugins"]
-            self._runs: MongoCollection[Document] = db["runs"]
-            self._steps: MongoCollection[Document] = db["steps"]
-            self._values: MongoCollection[Document] = db["values"]
-            for name, indexes in INDEXES.items():
-                for index, keys, unique in indexes:
-                    db[name].create_index(keys, name=index, unique=unique)
+        db = self.client[self.database]
+        self._plugins: MongoCollection[Document] = db["plugins"]
+        self._runs: MongoCollection[Document] = db["runs"]
+        self._steps: MongoCollection[Document] = db["steps"]
+        self._values: MongoCollection[Document] = db["values"]
+        try:
+            with self._errors():
+                for name, indexes in INDEXES.items():
+                    for index, keys, unique in indexes:
+                        db[name].create_index(keys, name=index, unique=unique)
+        except StoreError:
+            if client is None:
+                self.client.close()  # stop its monitor threads
+            raise
 
     # plumbing
 
@@ -196,7 +205,9 @@ class MongoMetadataStore(MetadataStore):
                 data[name] = json.loads(data[name])
         return cls.from_dict(data)
 
-    def _find_one(self, collection: MongoCollection[Document], cls: type[R], key: Document) -> R | None:
+    def _find_one(
+        self, collection: MongoCollection[Document], cls: type[R], key: Document
+    ) -> R | None:
         with self._errors():
             return self._load(cls, collection.find_one(key))
 
@@ -350,7 +361,7 @@ class MongoMetadataStore(MetadataStore):
         return mask_url(self.url)
 
     def close(self) -> None:
-        self._client.close()
+        self.client.close()
 
     def __repr__(self) -> str:
         return f"MongoMetadataStore({self.describe()!r})"

@@ -17,12 +17,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
+from xml.etree.ElementTree import ParseError
 
 import certifi
 import urllib3
 from minio import Minio
-from minio.error import MinioException, S3Error
+from minio.error import InvalidResponseError, MinioException, S3Error
 from minio.helpers import check_bucket_name
 from urllib3.exceptions import (
     ConnectTimeoutError,
@@ -45,7 +46,7 @@ DEFAULT_ENDPOINT = "s3.amazonaws.com"
 DEFAULT_REGION = "us-east-1"
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 60.0
-_MISSING = frozenset({"NoSuchKey", "NoSuchObject"})
+_MISSING = frozenset({"NoSuchKey"})
 _BUCKET_TAKEN = frozenset({"BucketAlreadyOwnedByYou", "BucketAlreadyExists"})
 
 
@@ -73,16 +74,15 @@ def parse_endpoint(endpoint: str | None, secure: bool) -> tuple[str, bool]:
     if not endpoint:
         return DEFAULT_ENDPOINT, secure
     text = endpoint.strip()
-    if "://" in text:
-        parts = urlsplit(text)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise StoreError(f"S3 endpoint {text!r}: expected http://host:port or host:port")
-        if parts.path.strip("/") or parts.query or "@" in parts.netloc:
-            raise StoreError(f"S3 endpoint {parts.netloc!r}: give only scheme, host and port")
-        return parts.netloc, parts.scheme == "https"
-    if "/" in text or "@" in text:
+    scheme, sep, address = text.rpartition("://")
+    if "@" in address:  # credentials do not belong here: never echo them
+        head = f"{scheme}{sep}" if sep else ""
+        raise StoreError(f"S3 endpoint {head}****@{address.rpartition('@')[2]!s}: no user info")
+    if "/" in address.rstrip("/") or "?" in address or not address.rstrip("/"):
+        raise StoreError(f"S3 endpoint {text!r}: give only scheme, host and port")
+    if sep and scheme.lower() not in ("http", "https"):
         raise StoreError(f"S3 endpoint {text!r}: expected http://host:port or host:port")
-    return text, secure
+    return address.rstrip("/"), (scheme.lower() == "https" if sep else secure)
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -129,7 +129,9 @@ class S3ArtifactStore(ArtifactStore):
                 region=region,
                 http_client=client or http_client(),
             )
-            check_bucket_name(bucket, s3_check=self._client._base_url.is_aws_host)
+            check_bucket_name(bucket, s3_check=self.endpoint.endswith("amazonaws.com"))
+            if self.prefix:
+                check_key(self.prefix)
         except ValueError as exc:
             raise StoreError(f"{self.describe()}: {exc}") from None
         self._bucket_ready = False
@@ -163,7 +165,14 @@ class S3ArtifactStore(ArtifactStore):
             if key is not None and exc.code in _MISSING:
                 raise NotFound(f"no artifact {key!r} in {self.describe()}") from None
             what = f" {key!r}" if key is not None else ""
-            raise StoreError(f"{self.describe()}{what}: {exc.code}: {exc.message}") from None
+            detail = f"{exc.code}: {exc.message}" if exc.message else str(exc.code)
+            raise StoreError(f"{self.describe()}{what}: {detail}") from None
+        except (InvalidResponseError, ValueError, ParseError) as exc:
+            # keys are checked before this: a ValueError here is minio misreading a reply
+            first = str(exc).split(", Content-Type")[0]
+            raise StoreError(
+                f"S3 endpoint {self.endpoint} is not answering as S3 ({first})"
+            ) from None
         except (HTTPError, MinioException) as exc:
             raise StoreError(self._unreachable(exc)) from None
 

@@ -7,6 +7,10 @@ ask ``request`` for session fixtures, such as a server, and clean up after its
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -16,6 +20,8 @@ import pytest
 from runtime.stores.artifacts import ArtifactStore
 from runtime.stores.local import FileArtifactStore
 from runtime.stores.metadata import MetadataStore
+from runtime.stores.mongo import MongoMetadataStore
+from runtime.stores.s3 import S3ArtifactStore
 from runtime.stores.sqlite import SqliteMetadataStore
 
 S = TypeVar("S")
@@ -32,11 +38,82 @@ def sqlite_metadata(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
     store.close()
 
 
+MOTO_SERVER = """
+import logging, sys
+logging.getLogger("werkzeug").disabled = True
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print("%s:%s" % server.get_host_and_port(), flush=True)
+sys.stdin.read()  # serve until the tests close stdin (or die)
+server.stop()
+"""
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` of moto's S3 server, one per session.
+
+    moto's ThreadedMotoServer runs in a child process, not a thread of this one:
+    moto holds every object it serves in memory, and the download test measures
+    this process's memory.
+    """
+    child = subprocess.Popen(
+        [sys.executable, "-c", MOTO_SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdin is not None
+    try:
+        address = child.stdout.readline().strip()
+        if not address:
+            pytest.fail("moto's S3 server did not start")
+        yield f"http://{address}"
+    finally:
+        child.stdin.close()
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def s3_artifacts(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ArtifactStore]:
+    endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = f"wtm-{uuid.uuid4().hex[:16]}"  # a fresh bucket per test: moto's state is shared
+    store = S3ArtifactStore(bucket, "pre/fix", endpoint, "test-access", "test-secret", secure=False)
+    yield store
+    for key in store.list():
+        store.delete(key)
+
+
+def mongomock_metadata(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataStore]:
+    import mongomock
+
+    store = MongoMetadataStore("mongodb://localhost/wtm", client=mongomock.MongoClient())
+    yield store
+    store.close()
+
+
+def mongo_metadata(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataStore]:
+    url = os.environ.get("WTM_TEST_MONGO_URL")
+    if not url:
+        pytest.skip("WTM_TEST_MONGO_URL not set: no real MongoDB here")
+    store = MongoMetadataStore(url, database=f"wtm_test_{uuid.uuid4().hex[:12]}")
+    yield store
+    store.client.drop_database(store.database)
+    store.close()
+
+
 ARTIFACT_BACKENDS: dict[str, Factory[ArtifactStore]] = {
     "file": file_artifacts,
+    "s3": s3_artifacts,
 }
 METADATA_BACKENDS: dict[str, Factory[MetadataStore]] = {
     "sqlite": sqlite_metadata,
+    "mongomock": mongomock_metadata,
+    "mongodb": mongo_metadata,
 }
 
 
