@@ -49,6 +49,42 @@ def redis_server(folder: Path) -> Iterator[str]:
         process.wait(10)
 
 
+MOTO_SERVER = """
+import logging, sys
+logging.getLogger("werkzeug").disabled = True
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print("%s:%s" % server.get_host_and_port(), flush=True)
+sys.stdin.read()  # serve until the tests close stdin (or die)
+server.stop()
+"""
+
+
+@contextmanager
+def s3_server() -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` of moto's S3 server, a real S3-protocol server on loopback.
+
+    It runs in a child process: moto keeps every object in memory, and some tests measure
+    this process's memory.
+    """
+    child = subprocess.Popen([sys.executable, "-c", MOTO_SERVER], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdin is not None
+    try:
+        address = child.stdout.readline().strip()
+        if not address:
+            pytest.fail("moto's S3 server did not start")
+        yield f"http://{address}"
+    finally:
+        child.stdin.close()
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
 def start_worker(broker: str, env: Mapping[str, str], log: Path, concurrency: int = 2,
                  name: str = "w1") -> subprocess.Popen[bytes]:
     """A real `wtm worker` process, returned once it answers a ping."""

@@ -8,8 +8,6 @@ ask ``request`` for session fixtures, such as a server, and clean up after its
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ from runtime.stores.metadata import MetadataStore
 from runtime.stores.mongo import MongoMetadataStore
 from runtime.stores.s3 import S3ArtifactStore
 from runtime.stores.sqlite import SqliteMetadataStore
+from tests.services import s3_server
 
 S = TypeVar("S")
 Factory = Callable[[pytest.FixtureRequest, Path], Iterator[S]]
@@ -38,45 +37,11 @@ def sqlite_metadata(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
     store.close()
 
 
-MOTO_SERVER = """
-import logging, sys
-logging.getLogger("werkzeug").disabled = True
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-print("%s:%s" % server.get_host_and_port(), flush=True)
-sys.stdin.read()  # serve until the tests close stdin (or die)
-server.stop()
-"""
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    """``http://127.0.0.1:PORT`` of moto's S3 server, one per session.
-
-    moto's ThreadedMotoServer runs in a child process, not a thread of this one:
-    moto holds every object it serves in memory, and the download test measures
-    this process's memory.
-    """
-    child = subprocess.Popen(
-        [sys.executable, "-c", MOTO_SERVER],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None and child.stdin is not None
-    try:
-        address = child.stdout.readline().strip()
-        if not address:
-            pytest.fail("moto's S3 server did not start")
-        yield f"http://{address}"
-    finally:
-        child.stdin.close()
-        try:
-            child.wait(10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+    """moto's S3 server, one per session (in a child process: see tests.services)."""
+    with s3_server() as endpoint:
+        yield endpoint
 
 
 def s3_artifacts(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ArtifactStore]:
