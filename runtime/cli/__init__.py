@@ -8,6 +8,7 @@ import sys
 import click
 
 from runtime.cli.config import config, doctor
+from runtime.cli.dashboard import dashboard, watch
 from runtime.cli.demo import demo
 from runtime.cli.manifests import graph, schema, validate
 from runtime.cli.output import fail
@@ -36,6 +37,8 @@ cli.add_command(demo)
 cli.add_command(worker)
 cli.add_command(config)
 cli.add_command(doctor)
+cli.add_command(dashboard)
+runs.add_command(watch)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import os
 
 from celery import Celery
 
-from runtime.config import ConfigError
+from runtime.config import ConfigError, mask_url
 
 DEFAULT_VISIBILITY_TIMEOUT = 3600
 RESULT_EXPIRES = 24 * 3600
@@ -28,6 +28,23 @@ def _seconds(name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ConfigError(f"env {name}: {raw!r} is not a number of seconds") from None
+
+
+class BrokerUnavailable(ConfigError):
+    """The broker does not answer."""
+
+
+def check_broker(broker_url: str, timeout: float = 3.0) -> None:
+    """Raise :class:`BrokerUnavailable` (one line, no password) unless Redis answers a ping."""
+    import redis
+
+    try:
+        redis.Redis.from_url(broker_url, socket_connect_timeout=timeout,
+                             socket_timeout=timeout).ping()
+    except redis.RedisError as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise BrokerUnavailable(f"cannot reach the broker at {mask_url(broker_url)}: "
+                                f"{reason}") from None
 
 
 def make_app(broker_url: str) -> Celery:

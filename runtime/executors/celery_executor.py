@@ -19,7 +19,7 @@ from celery.canvas import Signature
 from celery.result import AsyncResult
 
 from runtime.config import ConfigError
-from runtime.executors.celery_app import make_app
+from runtime.executors.celery_app import check_broker, make_app
 from runtime.executors.celery_tasks import limits, merge, new_state, step
 from runtime.executors.dataflow import reference_value
 from runtime.executors.session import RunSession
@@ -74,6 +74,7 @@ class CeleryExecutor:
             raise ConfigError("the celery executor needs a broker: --broker, WTM_BROKER_URL "
                               "or broker_url in wtm.toml")
         self.services = services
+        check_broker(broker)
         self.app = make_app(broker)
         visibility = self.app.conf.broker_transport_options["visibility_timeout"]
         self.visibility_timeout = float(visibility)
