@@ -37,8 +37,9 @@ def _timed(component: str, target: str, probe: Callable[[], tuple[str, str]]) ->
     except Exception as exc:  # a service that does not answer is the finding, not a crash
         message = " ".join(str(exc).split()) or type(exc).__name__
         return Check(component, target, False, detail=message[:200])
-    return Check(component, target, True, version,
-                 round((time.perf_counter() - started) * 1000, 1), detail)
+    return Check(
+        component, target, True, version, round((time.perf_counter() - started) * 1000, 1), detail
+    )
 
 
 def check_artifacts(settings: Settings) -> Check:
@@ -56,8 +57,8 @@ def check_metadata(settings: Settings) -> Check:
         try:
             runs = store.list_runs(limit=1)
             version = getattr(store, "server_version", lambda: "")() or (
-                f"SQLite {sqlite3.sqlite_version}" if settings.metadata.startswith("sqlite")
-                else "")
+                f"SQLite {sqlite3.sqlite_version}" if settings.metadata.startswith("sqlite") else ""
+            )
             latest = f"latest run {runs[0].run_id}" if runs else "no runs yet"
             return version, latest
         finally:
@@ -113,5 +114,7 @@ def check_cache(settings: Settings) -> Check:
 
 def run_checks(settings: Settings) -> list[Check]:
     """Every check, in a fixed order."""
-    return [check(settings) for check in (check_artifacts, check_metadata, check_broker,
-                                          check_workers, check_cache)]
+    return [
+        check(settings)
+        for check in (check_artifacts, check_metadata, check_broker, check_workers, check_cache)
+    ]

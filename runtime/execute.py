@@ -28,24 +28,36 @@ def prepare(services: Services, path: str | Path) -> tuple[CheckedPipeline, dict
     return checked, pins_for(checked.graph, catalog)
 
 
-def upload_files(services: Services, pipeline: PipelineManifest,
-                 inputs: Mapping[str, Any]) -> dict[str, Any]:
+def upload_files(
+    services: Services, pipeline: PipelineManifest, inputs: Mapping[str, Any]
+) -> dict[str, Any]:
     """String inputs naming local files, uploaded as artifacts so any worker can read them."""
     uploaded = dict(inputs)
     for name, value in inputs.items():
         port = pipeline.inputs.get(name)
-        if port and port.schema.get("type") == "string" and isinstance(value, str) \
-                and Path(value).is_file():
+        if (
+            port
+            and port.schema.get("type") == "string"
+            and isinstance(value, str)
+            and Path(value).is_file()
+        ):
             uploaded[name] = artifact_uri(put_blob_file(services.artifacts, value))
     return uploaded
 
 
-def execute(services: Services, checked: CheckedPipeline, pins: Mapping[str, TaskPin],
-            runs: Sequence[Mapping[str, Any]], *, executor: ExecutorName = "local",
-            workers: int | None = None, pool: Literal["process", "thread"] = "process",
-            broker_url: str | None = None,
-            on_finished: Callable[[RunSession], None] | None = None,
-            batch_id: str | None = None) -> list[RunSession]:
+def execute(
+    services: Services,
+    checked: CheckedPipeline,
+    pins: Mapping[str, TaskPin],
+    runs: Sequence[Mapping[str, Any]],
+    *,
+    executor: ExecutorName = "local",
+    workers: int | None = None,
+    pool: Literal["process", "thread"] = "process",
+    broker_url: str | None = None,
+    on_finished: Callable[[RunSession], None] | None = None,
+    batch_id: str | None = None,
+) -> list[RunSession]:
     """One run per inputs mapping; returns the finished sessions."""
     if len(runs) > 1 and batch_id is None:
         batch_id = new_run_id()
@@ -54,12 +66,16 @@ def execute(services: Services, checked: CheckedPipeline, pins: Mapping[str, Tas
 
         remote = CeleryExecutor(services, broker_url)
         runs = [upload_files(services, checked.pipeline, inputs) for inputs in runs]
-        sessions = [RunSession.create(services, checked.graph, pins, inputs, "celery",
-                                      batch_id) for inputs in runs]
+        sessions = [
+            RunSession.create(services, checked.graph, pins, inputs, "celery", batch_id)
+            for inputs in runs
+        ]
         remote.run(sessions, on_finished)
         return sessions
-    sessions = [RunSession.create(services, checked.graph, pins, inputs, "local", batch_id)
-                for inputs in runs]
+    sessions = [
+        RunSession.create(services, checked.graph, pins, inputs, "local", batch_id)
+        for inputs in runs
+    ]
     with LocalExecutor(services, workers, pool) as local:
         local.run(sessions, on_finished)
     return sessions

@@ -15,9 +15,13 @@ class LineageNode:
     sources: list[LineageNode] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
-        return {"value_id": self.value.value_id, "data_id": self.value.data_id,
-                "producer": self.value.producer, "size": self.value.size,
-                "sources": [s.to_json() for s in self.sources]}
+        return {
+            "value_id": self.value.value_id,
+            "data_id": self.value.data_id,
+            "producer": self.value.producer,
+            "size": self.value.size,
+            "sources": [s.to_json() for s in self.sources],
+        }
 
 
 def lineage(store: MetadataStore, run_id: str, value_id: str) -> LineageNode:

@@ -70,7 +70,7 @@ class Loader:
 
     def _load(self, digest: str) -> LoadedTask:
         if digest.startswith(PIP_PREFIX):
-            return load_pip_plugin(digest[len(PIP_PREFIX):])
+            return load_pip_plugin(digest[len(PIP_PREFIX) :])
         folder = self.cache_dir / "plugins" / digest
         if not (folder / MANIFEST).is_file():
             archive = fetch_blob(self.artifacts, digest, self.cache_dir / "packages")
@@ -92,7 +92,8 @@ def import_plugin(folder: Path, manifest: TaskManifest, unique: str) -> pluggy.P
         if name not in sys.modules:
             init = folder / "__init__.py"
             found = importlib.util.spec_from_file_location(
-                name, init if init.is_file() else None, submodule_search_locations=[str(folder)])
+                name, init if init.is_file() else None, submodule_search_locations=[str(folder)]
+            )
             if found is None:
                 found = importlib.machinery.ModuleSpec(name, None, is_package=True)
                 found.submodule_search_locations = [str(folder)]
@@ -106,8 +107,10 @@ def import_plugin(folder: Path, manifest: TaskManifest, unique: str) -> pluggy.P
         forget_plugin(unique)  # a later attempt starts afresh, from the folder it is given
         if not isinstance(exc, Exception):
             raise
-        raise PluginLoadError(f"{manifest.key}: cannot import entrypoint "
-                              f"{manifest.entrypoint!r}: {type(exc).__name__}: {exc}") from exc
+        raise PluginLoadError(
+            f"{manifest.key}: cannot import entrypoint "
+            f"{manifest.entrypoint!r}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def forget_plugin(unique: str) -> None:

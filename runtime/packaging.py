@@ -19,8 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 EPOCH = (1980, 1, 1, 0, 0, 0)
-IGNORED_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".tox", ".mypy_cache", ".ruff_cache",
-                ".pytest_cache", ".venv", "venv", ".idea", ".vscode", ".wtm", "node_modules"}
+IGNORED_DIRS = {
+    "__pycache__",
+    ".git",
+    ".hg",
+    ".svn",
+    ".tox",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    ".venv",
+    "venv",
+    ".idea",
+    ".vscode",
+    ".wtm",
+    "node_modules",
+}
 IGNORED_SUFFIXES = (".pyc", ".pyo", ".swp", "~")
 IGNORED_NAMES = {".DS_Store", "Thumbs.db"}
 MANIFEST = "manifest.yaml"
@@ -86,8 +100,9 @@ def build_package(folder: Path, limits: Limits = DEFAULT_LIMITS) -> Package:
         raise PackageError(f"{folder}: more than {limits.max_files} files")
     total = sum(f.stat().st_size for f in files)
     if total > limits.max_unpacked_bytes:
-        raise PackageError(f"{folder}: {total} bytes of files, over the limit of "
-                           f"{limits.max_unpacked_bytes}")
+        raise PackageError(
+            f"{folder}: {total} bytes of files, over the limit of {limits.max_unpacked_bytes}"
+        )
     with tempfile.SpooledTemporaryFile(max_size=64 << 20) as buffer:
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
             for path in files:
@@ -99,8 +114,9 @@ def build_package(folder: Path, limits: Limits = DEFAULT_LIMITS) -> Package:
         buffer.seek(0)
         data = buffer.read()
     if len(data) > limits.max_package_bytes:
-        raise PackageError(f"{folder}: package is {len(data)} bytes, over the limit of "
-                           f"{limits.max_package_bytes}")
+        raise PackageError(
+            f"{folder}: package is {len(data)} bytes, over the limit of {limits.max_package_bytes}"
+        )
     return Package(data, sha256_hex(data))
 
 
@@ -108,8 +124,9 @@ def read_package(path: Path, limits: Limits = DEFAULT_LIMITS) -> Package:
     """Read a zip made elsewhere, checking it before anything uses it."""
     size = path.stat().st_size
     if size > limits.max_package_bytes:
-        raise PackageError(f"{path}: package is {size} bytes, over the limit of "
-                           f"{limits.max_package_bytes}")
+        raise PackageError(
+            f"{path}: package is {size} bytes, over the limit of {limits.max_package_bytes}"
+        )
     data = path.read_bytes()
     check_archive(path, limits)
     return Package(data, sha256_hex(data))
@@ -117,8 +134,14 @@ def read_package(path: Path, limits: Limits = DEFAULT_LIMITS) -> Package:
 
 def _safe_name(name: str) -> PurePosixPath:
     path = PurePosixPath(name)
-    if not name or name.startswith(("/", "\\")) or "\\" in name or path.is_absolute() \
-            or ".." in path.parts or (len(name) > 1 and name[1] == ":"):
+    if (
+        not name
+        or name.startswith(("/", "\\"))
+        or "\\" in name
+        or path.is_absolute()
+        or ".." in path.parts
+        or (len(name) > 1 and name[1] == ":")
+    ):
         raise PackageError(f"unsafe path in package: {name!r}")
     return path
 
@@ -168,8 +191,10 @@ def unpack(path: Path, dest: Path, limits: Limits = DEFAULT_LIMITS) -> Path:
                         while chunk := source.read(1 << 20):
                             written += len(chunk)
                             if written > limits.max_unpacked_bytes:
-                                raise PackageError(f"{path}: unpacks to more than "
-                                                   f"{limits.max_unpacked_bytes} bytes")
+                                raise PackageError(
+                                    f"{path}: unpacks to more than "
+                                    f"{limits.max_unpacked_bytes} bytes"
+                                )
                             sink.write(chunk)
         except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
             raise PackageError(f"{path}: corrupt archive ({exc})") from None

@@ -34,8 +34,9 @@ def json_path(path: Any) -> str:
     return text
 
 
-def check_inputs(ports: Mapping[str, Port], values: Mapping[str, Any], label: str
-                 ) -> dict[str, Any]:
+def check_inputs(
+    ports: Mapping[str, Port], values: Mapping[str, Any], label: str
+) -> dict[str, Any]:
     """Values with defaults filled in; raises :class:`PortError` on a missing or bad value."""
     unknown = sorted(set(values) - set(ports))
     if unknown:
@@ -56,8 +57,10 @@ def check_inputs(ports: Mapping[str, Port], values: Mapping[str, Any], label: st
 def check_outputs(ports: Mapping[str, Port], values: Any, label: str) -> dict[str, Any]:
     """The outputs a task returned, checked; raises :class:`PortError`."""
     if not isinstance(values, Mapping):
-        raise PortError(f"{label}: the task returned {type(values).__name__}, "
-                        "expected a mapping of output port -> value")
+        raise PortError(
+            f"{label}: the task returned {type(values).__name__}, "
+            "expected a mapping of output port -> value"
+        )
     missing = [name for name in ports if name not in values]
     if missing:
         raise PortError(f"{label}: output {missing[0]!r} is missing")

@@ -70,14 +70,16 @@ def manifest_of(record: PluginRecord) -> TaskManifest:
 class Registry:
     """Installed plugins: packages in the artifact store, records in the metadata store."""
 
-    def __init__(self, artifacts: ArtifactStore, metadata: MetadataStore,
-                 limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self, artifacts: ArtifactStore, metadata: MetadataStore, limits: Limits = DEFAULT_LIMITS
+    ) -> None:
         self.artifacts = artifacts
         self.metadata = metadata
         self.limits = limits
 
-    def install(self, source: Path, *, force: bool = False,
-                install_requirements: bool = False) -> InstallResult:
+    def install(
+        self, source: Path, *, force: bool = False, install_requirements: bool = False
+    ) -> InstallResult:
         """Install the plugin folder or zip at ``source``; raises :class:`InstallError`."""
         with _unpacked(source, self.limits) as (folder, package):
             task = _checked_manifest(folder, source if source.is_file() else folder)
@@ -90,9 +92,14 @@ class Registry:
             finally:
                 forget_plugin(check)  # its folder may be a temporary one
             record = PluginRecord(
-                name=task.name, version=task.version, digest=package.digest, size=package.size,
-                object_key=blob_key(package.digest), manifest=task.source.data,
-                inputs=task.source.data.get("inputs", {}), outputs=task.source.data["outputs"],
+                name=task.name,
+                version=task.version,
+                digest=package.digest,
+                size=package.size,
+                object_key=blob_key(package.digest),
+                manifest=task.source.data,
+                inputs=task.source.data.get("inputs", {}),
+                outputs=task.source.data["outputs"],
             )
             existing = self.metadata.get_plugin(task.name, task.version)
             if existing is not None and existing.digest == package.digest:
@@ -101,10 +108,12 @@ class Registry:
                 raise InstallError(
                     f"{task.key} is already installed with different content "
                     f"(sha256 {existing.digest[:12]} vs {package.digest[:12]}); bump the version, "
-                    "or use --force to replace it")
+                    "or use --force to replace it"
+                )
             self._store(record, package, replace=existing is not None)
             if existing is not None and not self.metadata.runs_using_plugin(
-                    task.name, task.version):
+                task.name, task.version
+            ):
                 self._delete_unused(existing)
             return InstallResult(record, "replaced" if existing else "installed")
 
@@ -130,7 +139,8 @@ class Registry:
     def records(self, name: str | None = None) -> list[PluginRecord]:
         """Registry and pip-installed plugins, by name, newest version first."""
         found = self.metadata.list_plugins(name) + [
-            r for r in entry_point_plugins() if name is None or r.name == name]
+            r for r in entry_point_plugins() if name is None or r.name == name
+        ]
         ordered: list[PluginRecord] = []
         for plugin_name in sorted({r.name for r in found}):
             same = {r.version: r for r in reversed(found) if r.name == plugin_name}
@@ -144,8 +154,10 @@ class Registry:
             raise NotFound(f"plugin {name!r} is not installed")
         version = newest_matching(candidates, constraint)
         if version is None:
-            raise NotFound(f"no installed version of {name!r} satisfies {constraint!r} "
-                           f"(have {', '.join(sort_versions(candidates))})")
+            raise NotFound(
+                f"no installed version of {name!r} satisfies {constraint!r} "
+                f"(have {', '.join(sort_versions(candidates))})"
+            )
         return candidates[version]
 
     def remove(self, name: str, version: str) -> PluginRecord:
@@ -155,8 +167,10 @@ class Registry:
             raise NotFound(f"plugin {name}@{version} is not installed")
         active = self.metadata.runs_using_plugin(name, version)
         if active:
-            raise Conflict(f"{name}@{version} is used by active run(s) {', '.join(active[:5])}; "
-                           "wait for them or cancel them first")
+            raise Conflict(
+                f"{name}@{version} is used by active run(s) {', '.join(active[:5])}; "
+                "wait for them or cancel them first"
+            )
         self.metadata.remove_plugin(name, version)
         self._delete_unused(record)
         return record
@@ -201,11 +215,19 @@ def entry_point_plugins() -> list[PluginRecord]:
         dist = manager.list_plugin_distinfo()
         installed_from = next((d.project_name for m, d in dist if m is module), "pip")
         module_name = getattr(module, "__name__", "")
-        records.append(PluginRecord(
-            name=task.name, version=task.version, digest=PIP_PREFIX + module_name, size=0,
-            object_key="", manifest=task.source.data, inputs=task.source.data.get("inputs", {}),
-            outputs=task.source.data["outputs"], source=f"pip:{installed_from}",
-        ))
+        records.append(
+            PluginRecord(
+                name=task.name,
+                version=task.version,
+                digest=PIP_PREFIX + module_name,
+                size=0,
+                object_key="",
+                manifest=task.source.data,
+                inputs=task.source.data.get("inputs", {}),
+                outputs=task.source.data["outputs"],
+                source=f"pip:{installed_from}",
+            )
+        )
     return records
 
 
@@ -215,8 +237,7 @@ def _unpacked(source: Path, limits: Limits) -> Iterator[tuple[Path, Package]]:
     if not source.exists():
         raise InstallError(f"{source}: no such file or folder")
     try:
-        package = build_package(source, limits) if source.is_dir() \
-            else read_package(source, limits)
+        package = build_package(source, limits) if source.is_dir() else read_package(source, limits)
     except (PackageError, OSError) as exc:
         raise InstallError(str(exc)) from None
     if source.is_dir():
@@ -251,7 +272,8 @@ def _checked_manifest(folder: Path, shown: Path) -> TaskManifest:
 def _invalid(problems: list[Problem], folder: Path, shown: Path) -> str:
     path, where = str(folder / MANIFEST), f"{shown}/{MANIFEST}"
     return "invalid manifest:\n" + "\n".join(
-        str(dataclasses.replace(p, path=where) if p.path == path else p) for p in problems)
+        str(dataclasses.replace(p, path=where) if p.path == path else p) for p in problems
+    )
 
 
 def _check_requirements(task: TaskManifest, install_missing: bool) -> None:
@@ -262,13 +284,14 @@ def _check_requirements(task: TaskManifest, install_missing: bool) -> None:
         except subprocess.CalledProcessError as exc:
             raise InstallError(
                 f"{task.key}: pip failed (exit status {exc.returncode}) installing "
-                f"{', '.join(req.requirement for req, _ in absent)}") from None
+                f"{', '.join(req.requirement for req, _ in absent)}"
+            ) from None
         importlib.invalidate_caches()
         absent = missing(task.requirements)
     if absent:
         listed = ", ".join(f"{req.requirement} ({why})" for req, why in absent)
-        raise InstallError(f"{task.key} needs {listed}; install with: "
-                           f"{install_hint([req for req, _ in absent])} "
-                           "(or pass --install-requirements)")
-
-
+        raise InstallError(
+            f"{task.key} needs {listed}; install with: "
+            f"{install_hint([req for req, _ in absent])} "
+            "(or pass --install-requirements)"
+        )

@@ -31,9 +31,13 @@ class Services:
         settings = settings or Settings.load()
         artifacts = open_artifact_store(settings.artifacts, settings)
         metadata = open_metadata_store(settings.metadata)
-        return cls(settings, artifacts, metadata,
-                   ArtifactAccess(artifacts, settings.cache_dir / "blobs"),
-                   Loader(artifacts, settings.cache_dir, limits(settings)))
+        return cls(
+            settings,
+            artifacts,
+            metadata,
+            ArtifactAccess(artifacts, settings.cache_dir / "blobs"),
+            Loader(artifacts, settings.cache_dir, limits(settings)),
+        )
 
     @property
     def registry(self) -> Registry:
@@ -45,8 +49,12 @@ class Services:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
 

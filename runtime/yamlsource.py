@@ -100,31 +100,11 @@ def _plain(node: Any, key: Key, located: Located, seen: set[int]) -> Any:
     """
     if isinstance(node, CommentedMap | CommentedSeq):
         if id(node) in seen:
-            line, column = located.where(key)
             raise ManifestError(
-                [
-                    Problem(
-                        located.path,
-                        line,
-                        column,
-                        "error",
-                        "YAML aliases of mappings or lists are not allowed",
-                    )
-                ]
+                [located.problem(key, "YAML aliases of mappings or lists are not allowed")]
             )
         if len(key) >= MAX_DEPTH:
-            line, column = located.where(key)
-            raise ManifestError(
-                [
-                    Problem(
-                        located.path,
-                        line,
-                        column,
-                        "error",
-                        f"nesting deeper than {MAX_DEPTH} levels",
-                    )
-                ]
-            )
+            raise ManifestError([located.problem(key, f"nesting deeper than {MAX_DEPTH} levels")])
         seen.add(id(node))
     if isinstance(node, CommentedMap):
         result = {}

@@ -30,8 +30,22 @@ def redis_server(folder: Path) -> Iterator[str]:
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -68,8 +82,12 @@ def s3_server() -> Iterator[str]:
     It runs in a child process: moto keeps every object in memory, and some tests measure
     this process's memory.
     """
-    child = subprocess.Popen([sys.executable, "-c", MOTO_SERVER], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", MOTO_SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert child.stdout is not None and child.stdin is not None
     try:
         address = child.stdout.readline().strip()
@@ -85,17 +103,32 @@ def s3_server() -> Iterator[str]:
             child.wait()
 
 
-def start_worker(broker: str, env: Mapping[str, str], log: Path, concurrency: int = 2,
-                 name: str = "w1") -> subprocess.Popen[bytes]:
+def start_worker(
+    broker: str, env: Mapping[str, str], log: Path, concurrency: int = 2, name: str = "w1"
+) -> subprocess.Popen[bytes]:
     """A real `wtm worker` process, returned once it answers a ping."""
     from runtime.executors.celery_app import make_app
 
     full_env = {**os.environ, **env, "WTM_BROKER_URL": broker}
     handle = open(log, "ab")  # noqa: SIM115 - owned by the process
     process = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "worker", "-c", str(concurrency), "-n",
-         f"{name}@%h", "-l", "INFO"], env=full_env, stdout=handle, stderr=subprocess.STDOUT,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "runtime.cli",
+            "worker",
+            "-c",
+            str(concurrency),
+            "-n",
+            f"{name}@%h",
+            "-l",
+            "INFO",
+        ],
+        env=full_env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     app = make_app(broker)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

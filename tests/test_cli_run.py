@@ -45,8 +45,9 @@ def invoke(env, *args):
 
 def test_run_prints_clean_json_and_writes_output(env, pipeline, tmp_path):
     out = tmp_path / "result.json"
-    result = invoke(env, "run", pipeline, "-i", "x=41", "--json", "--pool", "thread",
-                    "-o", str(out))
+    result = invoke(
+        env, "run", pipeline, "-i", "x=41", "--json", "--pool", "thread", "-o", str(out)
+    )
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["total"] == 42
@@ -62,14 +63,19 @@ def test_failed_run_exits_1(env, pipeline, tmp_path):
     assert [r["processing_summary"]["status"] for r in runs] == ["succeeded", "failed"]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["-i", "y=1"], "error: --input 'y': the pipeline has no input 'y' (inputs: x)"),
-    (["-i", "x"], "error: --input 'x': write NAME=VALUE"),
-    (["-i", "x=not-json"], "error: --input x: 'not-json' is not a JSON value"),
-    ([], "error: missing input 'x': pass --input x=VALUE"),
-    (["--batch", "nothing-here/*.png", "--batch-input", "x"],
-     "error: --batch 'nothing-here/*.png': no files match"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-i", "y=1"], "error: --input 'y': the pipeline has no input 'y' (inputs: x)"),
+        (["-i", "x"], "error: --input 'x': write NAME=VALUE"),
+        (["-i", "x=not-json"], "error: --input x: 'not-json' is not a JSON value"),
+        ([], "error: missing input 'x': pass --input x=VALUE"),
+        (
+            ["--batch", "nothing-here/*.png", "--batch-input", "x"],
+            "error: --batch 'nothing-here/*.png': no files match",
+        ),
+    ],
+)
 def test_bad_arguments_exit_2_with_one_line(env, pipeline, args, message):
     result = invoke(env, "run", pipeline, *args)
     assert result.exit_code == 2
@@ -85,8 +91,9 @@ def test_dead_broker_is_one_line_and_quick(env, pipeline):
 
 
 def test_uninstalled_task_gets_an_install_hint(env):
-    result = CliRunner().invoke(cli, ["run", str(ROOT / "manifests/face_pipeline.yaml"), "-i",
-                                      "image_path=x.png"], env=env)
+    result = CliRunner().invoke(
+        cli, ["run", str(ROOT / "manifests/face_pipeline.yaml"), "-i", "image_path=x.png"], env=env
+    )
     assert result.exit_code == 2
     assert "unknown task 'face_detection'" in result.output
     assert "hint: install it with: wtm plugin install" in result.output

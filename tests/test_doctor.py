@@ -15,8 +15,11 @@ def invoke(*args: str, env: dict[str, str]):
 
 
 def test_config_show_masks_secrets(tmp_path):
-    env = {"WTM_HOME": str(tmp_path), "WTM_S3_SECRET_KEY": "hunter2",
-           "WTM_BROKER_URL": "redis://:pw123@127.0.0.1:6379/0"}
+    env = {
+        "WTM_HOME": str(tmp_path),
+        "WTM_S3_SECRET_KEY": "hunter2",
+        "WTM_BROKER_URL": "redis://:pw123@127.0.0.1:6379/0",
+    }
     result = invoke("config", "show", "--json", env=env)
     assert result.exit_code == 0
     shown = json.loads(result.output)
@@ -35,8 +38,7 @@ def test_doctor_embedded_default_is_healthy(tmp_path):
 
 def test_doctor_reports_redis_and_missing_workers(tmp_path):
     with redis_server(tmp_path) as url:
-        result = invoke("doctor", "--json", env={"WTM_HOME": str(tmp_path),
-                                                 "WTM_BROKER_URL": url})
+        result = invoke("doctor", "--json", env={"WTM_HOME": str(tmp_path), "WTM_BROKER_URL": url})
     assert result.exit_code == 1
     checks = {c["component"]: c for c in json.loads(result.output)}
     assert checks["broker"]["ok"] and checks["broker"]["version"].startswith("Redis ")

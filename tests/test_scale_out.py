@@ -44,7 +44,8 @@ def backends(tmp_path: Path):
             "WTM_HOME": str(tmp_path / "worker-home"),
             "WTM_ARTIFACTS": "s3://wtm-e2e/packages",
             "WTM_METADATA": f"sqlite:///{tmp_path / 'shared.db'}",
-            "WTM_S3_ENDPOINT": endpoint, "WTM_S3_ACCESS_KEY": "e2e-access",
+            "WTM_S3_ENDPOINT": endpoint,
+            "WTM_S3_ACCESS_KEY": "e2e-access",
             "WTM_S3_SECRET_KEY": "e2e-secret",
         }
         yield env, endpoint
@@ -64,12 +65,19 @@ def test_celery_run_over_s3_and_packages_readable_by_a_plain_client(backends, tm
         with redis_server(tmp_path) as broker:
             worker = start_worker(broker, env, tmp_path / "worker.log")
             try:
-                [session] = execute(services, checked, pins, [{"image_path": str(image)}],
-                                    executor="celery", broker_url=broker)
+                [session] = execute(
+                    services,
+                    checked,
+                    pins,
+                    [{"image_path": str(image)}],
+                    executor="celery",
+                    broker_url=broker,
+                )
             finally:
                 stop_worker(worker)
-        assert session.result["processing_summary"]["status"] == "succeeded", \
-            (tmp_path / "worker.log").read_text()[-3000:]
+        assert session.result["processing_summary"]["status"] == "succeeded", (
+            tmp_path / "worker.log"
+        ).read_text()[-3000:]
         assert [f["face_id"] for f in session.result["faces"]] == [0, 1, 2]
         run = services.metadata.get_run(session.run_id)
         assert run.inputs["image_path"].startswith("artifact://sha256/")
@@ -77,8 +85,13 @@ def test_celery_run_over_s3_and_packages_readable_by_a_plain_client(backends, tm
         assert detect.worker and not detect.worker.endswith(f":{os.getpid()}")
         records = services.metadata.list_plugins()
 
-    s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="e2e-access",
-                      aws_secret_access_key="e2e-secret", region_name="us-east-1")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="e2e-access",
+        aws_secret_access_key="e2e-secret",
+        region_name="us-east-1",
+    )
     for record in records:
         body = s3.get_object(Bucket="wtm-e2e", Key=f"packages/{record.object_key}")["Body"]
         assert hashlib.sha256(body.read()).hexdigest() == record.digest

@@ -126,10 +126,18 @@ def forked_reuse(path: str) -> None:
 def test_forked_workers_reuse_a_store_opened_before_the_fork(tmp_path: Path) -> None:
     # Forked from a fresh interpreter: forking the test process, whose other tests leave
     # threads running, can deadlock a child on a lock some thread held at the fork.
-    script = f"from tests.test_sqlite_concurrency import forked_reuse; " \
-             f"forked_reuse({str(tmp_path / 'wtm.db')!r})"
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120, check=False)
+    script = (
+        f"from tests.test_sqlite_concurrency import forked_reuse; "
+        f"forked_reuse({str(tmp_path / 'wtm.db')!r})"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 

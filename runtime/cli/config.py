@@ -50,9 +50,14 @@ def doctor(as_json: bool) -> None:
     else:
         table = Table("component", "target", "status", "version", "latency", "detail")
         for c in checks:
-            table.add_row(c.component, c.target, "[green]ok[/]" if c.ok else "[red]failed[/]",
-                          c.version, f"{c.latency_ms:.1f} ms" if c.latency_ms is not None
-                          else "", c.detail)
+            table.add_row(
+                c.component,
+                c.target,
+                "[green]ok[/]" if c.ok else "[red]failed[/]",
+                c.version,
+                f"{c.latency_ms:.1f} ms" if c.latency_ms is not None else "",
+                c.detail,
+            )
         console.print(table)
     if not all(c.ok for c in checks):
         sys.exit(1)

@@ -16,10 +16,17 @@ FACE_PLUGINS = ("face_detection", "face_attributes", "face_features")
 
 
 @click.command()
-@click.option("--image", type=click.Path(exists=True, dir_okay=False),
-              help="Your own image instead of the sample (astronaut, public domain).")
-@click.option("--sample", default="astronaut", show_default=True,
-              help="Sample image: astronaut, group6, camera, chelsea, coffee, rocket.")
+@click.option(
+    "--image",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Your own image instead of the sample (astronaut, public domain).",
+)
+@click.option(
+    "--sample",
+    default="astronaut",
+    show_default=True,
+    help="Sample image: astronaut, group6, camera, chelsea, coffee, rocket.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON only.")
 @click.pass_context
 def demo(ctx: click.Context, image: str | None, sample: str, as_json: bool) -> None:
@@ -30,8 +37,9 @@ def demo(ctx: click.Context, image: str | None, sample: str, as_json: bool) -> N
     with open_services() as services:
         for name in FACE_PLUGINS:
             try:
-                result = services.registry.install(ROOT / "plugins" / name,
-                                                   install_requirements=True)
+                result = services.registry.install(
+                    ROOT / "plugins" / name, install_requirements=True
+                )
             except InstallError as exc:
                 fail(f"{name}: {exc}")
             if result.action != "unchanged" and not as_json:

@@ -23,30 +23,46 @@ def plugin() -> None:
 @plugin.command()
 @click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="Replace an installed version with different content.")
-@click.option("--install-requirements", is_flag=True,
-              help="pip-install missing requirements (honours no_deps) before installing.")
+@click.option(
+    "--install-requirements",
+    is_flag=True,
+    help="pip-install missing requirements (honours no_deps) before installing.",
+)
 def install(sources: tuple[Path, ...], force: bool, install_requirements: bool) -> None:
     """Install plugin folders or zips: validate, check, package, upload, record."""
     with open_services() as services:
         registry = services.registry
         for source in sources:
             try:
-                result = registry.install(source, force=force,
-                                          install_requirements=install_requirements)
+                result = registry.install(
+                    source, force=force, install_requirements=install_requirements
+                )
             except (InstallError, StoreError) as exc:
                 message = str(exc)  # said once, whether or not it starts with the path
                 fail(message if message.startswith(f"{source}:") else f"{source}: {message}")
             record = result.record
-            what = {"installed": "installed", "replaced": "replaced (--force)",
-                    "unchanged": "already installed with the same content; nothing to do"}
-            console.print(f"[green]{record.name}@{record.version}[/green] {what[result.action]} "
-                          f"(sha256 {record.digest[:12]}, {record.size} bytes)", soft_wrap=True)
+            what = {
+                "installed": "installed",
+                "replaced": "replaced (--force)",
+                "unchanged": "already installed with the same content; nothing to do",
+            }
+            console.print(
+                f"[green]{record.name}@{record.version}[/green] {what[result.action]} "
+                f"(sha256 {record.digest[:12]}, {record.size} bytes)",
+                soft_wrap=True,
+            )
 
 
 def _row(record: PluginRecord) -> dict[str, object]:
-    return {"name": record.name, "version": record.version, "digest": record.digest,
-            "size": record.size, "object_key": record.object_key, "source": record.source,
-            "installed_at": record.installed_at}
+    return {
+        "name": record.name,
+        "version": record.version,
+        "digest": record.digest,
+        "size": record.size,
+        "object_key": record.object_key,
+        "source": record.source,
+        "installed_at": record.installed_at,
+    }
 
 
 @plugin.command("list")
@@ -63,8 +79,7 @@ def list_(as_json: bool) -> None:
         return
     table = Table("name", "version", "digest", "size", "source", "installed")
     for r in records:
-        table.add_row(r.name, r.version, r.digest[:12], str(r.size), r.source,
-                      r.installed_at[:19])
+        table.add_row(r.name, r.version, r.digest[:12], str(r.size), r.source, r.installed_at[:19])
     console.print(table)
 
 
@@ -83,20 +98,29 @@ def show(ref: str, as_json: bool) -> None:
     if as_json:
         print_json({**_row(record), "manifest": record.manifest})
         return
-    console.print(f"[bold]{record.name}@{record.version}[/bold]  {task.description}",
-                  soft_wrap=True)
-    console.print(f"sha256 {record.digest}  {record.size} bytes  key {record.object_key}",
-                  soft_wrap=True)
-    console.print(f"timeout {task.timeout}s  retries {task.max_retries}  requirements "
-                  f"{', '.join(r.requirement for r in task.requirements) or 'none'}",
-                  soft_wrap=True)
+    console.print(
+        f"[bold]{record.name}@{record.version}[/bold]  {task.description}", soft_wrap=True
+    )
+    console.print(
+        f"sha256 {record.digest}  {record.size} bytes  key {record.object_key}", soft_wrap=True
+    )
+    console.print(
+        f"timeout {task.timeout}s  retries {task.max_retries}  requirements "
+        f"{', '.join(r.requirement for r in task.requirements) or 'none'}",
+        soft_wrap=True,
+    )
     table = Table("direction", "port", "type", "required", "default", "description")
     for direction, ports in (("input", task.inputs), ("output", task.outputs)):
         for port in ports.values():
             required = ("yes" if port.required else "no") if direction == "input" else ""
-            table.add_row(direction, port.name, str(port.schema.get("type", "any")), required,
-                          repr(port.default) if port.has_default else "",
-                          _first_sentence(port.description))
+            table.add_row(
+                direction,
+                port.name,
+                str(port.schema.get("type", "any")),
+                required,
+                repr(port.default) if port.has_default else "",
+                _first_sentence(port.description),
+            )
     console.print(table)
 
 

@@ -59,9 +59,13 @@ def records_table(name: str, rows: list[dict[str, Any]]) -> Table:
     short = [c.rpartition(".")[2] for c in columns]
     headers = [s if short.count(s) == 1 else c for s, c in zip(short, columns, strict=True)]
     headers = [ABBREVIATIONS.get(h, h) for h in headers]
-    table = Table(*(Column(h, overflow="fold") for h in headers),
-                  title=f"{name} ({len(rows)})", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(
+        *(Column(h, overflow="fold") for h in headers),
+        title=f"{name} ({len(rows)})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
     for flat in flat_rows:
         table.add_row(*(_cell(flat.get(c, "")) for c in columns))
     return table
@@ -82,12 +86,19 @@ def render_result(result: dict[str, Any], console: Console) -> None:
         return
     steps = Table("step", "task", "status", "calls", "seconds", title="steps", title_justify="left")
     for sid, step in summary.get("steps", {}).items():
-        steps.add_row(sid, step["task"], step["status"], str(step.get("invocations", 1)),
-                      f"{step.get('seconds', 0):.3f}")
-    head = (f"run {summary.get('run_id')}  {summary.get('pipeline')}  "
-            f"[bold]{summary.get('status')}[/bold]  total {summary.get('total_time', 0):.3f}s  "
-            f"sequential {summary.get('sequential_time', 0):.3f}s  "
-            f"speedup {summary.get('parallel_speedup', 0):.2f}x")
+        steps.add_row(
+            sid,
+            step["task"],
+            step["status"],
+            str(step.get("invocations", 1)),
+            f"{step.get('seconds', 0):.3f}",
+        )
+    head = (
+        f"run {summary.get('run_id')}  {summary.get('pipeline')}  "
+        f"[bold]{summary.get('status')}[/bold]  total {summary.get('total_time', 0):.3f}s  "
+        f"sequential {summary.get('sequential_time', 0):.3f}s  "
+        f"speedup {summary.get('parallel_speedup', 0):.2f}x"
+    )
     lineage = "\n".join(summary.get("data_lineage", []))
     console.print(Group(head, steps, Panel(lineage, title="data lineage", expand=False)))
     for failure in summary.get("errors", []):

@@ -46,8 +46,10 @@ def parse_inputs(pipeline: PipelineManifest, pairs: tuple[str, ...]) -> dict[str
             fail(f"--input {pair!r}: write NAME=VALUE")
         port = pipeline.inputs.get(name)
         if port is None:
-            fail(f"--input {name!r}: the pipeline has no input {name!r} "
-                 f"(inputs: {', '.join(pipeline.inputs) or 'none'})")
+            fail(
+                f"--input {name!r}: the pipeline has no input {name!r} "
+                f"(inputs: {', '.join(pipeline.inputs) or 'none'})"
+            )
         values[name] = raw if port.schema.get("type") == "string" else _json(name, raw)
     return values
 
@@ -91,13 +93,13 @@ def _hint_uninstalled(exc: ManifestError, path: str) -> None:
             name = problem.message.split("'")[1]
             for task in local.versions(name).values():
                 folder = Path(task.source.path).parent
-                errors.print(f"hint: install it with: wtm plugin install {folder}",
-                             soft_wrap=True)
+                errors.print(f"hint: install it with: wtm plugin install {folder}", soft_wrap=True)
                 break
 
 
-def batch_inputs(pipeline: PipelineManifest, spec: str, fixed: dict[str, Any],
-                 batch_input: str | None) -> Iterator[dict[str, Any]]:
+def batch_inputs(
+    pipeline: PipelineManifest, spec: str, fixed: dict[str, Any], batch_input: str | None
+) -> Iterator[dict[str, Any]]:
     """Inputs of each run of a batch: a JSON-lines file, or files matching a glob."""
     if spec.endswith((".jsonl", ".ndjson")) and Path(spec).is_file():
         with open(spec) as handle:
@@ -119,49 +121,83 @@ def batch_inputs(pipeline: PipelineManifest, spec: str, fixed: dict[str, Any],
 def _single_input(pipeline: PipelineManifest, fixed: dict[str, Any]) -> str:
     open_inputs = [n for n, p in pipeline.inputs.items() if p.required and n not in fixed]
     if len(open_inputs) != 1:
-        fail("--batch with a glob needs --batch-input NAME (the pipeline has inputs "
-             f"{', '.join(open_inputs) or 'none'} to fill)")
+        fail(
+            "--batch with a glob needs --batch-input NAME (the pipeline has inputs "
+            f"{', '.join(open_inputs) or 'none'} to fill)"
+        )
     return open_inputs[0]
 
 
 @click.command()
 @click.argument("pipeline", type=click.Path())
-@click.option("--input", "-i", "pairs", multiple=True, metavar="NAME=VALUE",
-              help="A pipeline input (repeatable).")
-@click.option("--batch", metavar="GLOB|FILE.jsonl",
-              help="One run per matching file, or per line of a JSON-lines file of inputs.")
+@click.option(
+    "--input",
+    "-i",
+    "pairs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A pipeline input (repeatable).",
+)
+@click.option(
+    "--batch",
+    metavar="GLOB|FILE.jsonl",
+    help="One run per matching file, or per line of a JSON-lines file of inputs.",
+)
 @click.option("--batch-input", metavar="NAME", help="The input each batch file goes to.")
-@click.option("--executor", type=click.Choice(["local", "celery"]), default="local",
-              show_default=True)
+@click.option(
+    "--executor", type=click.Choice(["local", "celery"]), default="local", show_default=True
+)
 @click.option("--broker", help="Redis URL for --executor celery [WTM_BROKER_URL].")
 @click.option("--workers", type=click.IntRange(1, 256), help="Local worker processes [CPUs].")
-@click.option("--pool", type=click.Choice(["process", "thread"]), default="process",
-              show_default=True, help="Local pool kind (threads only for GIL-free plugins).")
+@click.option(
+    "--pool",
+    type=click.Choice(["process", "thread"]),
+    default="process",
+    show_default=True,
+    help="Local pool kind (threads only for GIL-free plugins).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON only.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the result JSON.")
-def run(pipeline: str, pairs: tuple[str, ...], batch: str | None, batch_input: str | None,
-        executor: str, broker: str | None, workers: int | None, pool: str, as_json: bool,
-        output: str | None) -> None:
+def run(
+    pipeline: str,
+    pairs: tuple[str, ...],
+    batch: str | None,
+    batch_input: str | None,
+    executor: str,
+    broker: str | None,
+    workers: int | None,
+    pool: str,
+    as_json: bool,
+    output: str | None,
+) -> None:
     """Run a pipeline; exit 0 if it succeeded, 1 if it failed, 2 on bad input."""
     with open_services() as services:
         checked, pins = check_for_run(pipeline, services)
         manifest = checked.pipeline
         fixed = parse_inputs(manifest, pairs)
         if batch:
-            runs = [complete_inputs(manifest, i)
-                    for i in batch_inputs(manifest, batch, fixed, batch_input)]
+            runs = [
+                complete_inputs(manifest, i)
+                for i in batch_inputs(manifest, batch, fixed, batch_input)
+            ]
         else:
             runs = [complete_inputs(manifest, fixed)]
         batch_id = new_run_id() if batch else None
         progress = BatchProgress(len(runs), quiet=as_json) if batch else None
         try:
             with progress or nullcontext():
-                sessions = execute(services, checked, pins, runs,
-                                   executor=executor,  # type: ignore[arg-type]
-                                   workers=workers, pool=pool,  # type: ignore[arg-type]
-                                   broker_url=broker,
-                                   on_finished=progress.finished if progress else None,
-                                   batch_id=batch_id)
+                sessions = execute(
+                    services,
+                    checked,
+                    pins,
+                    runs,
+                    executor=executor,  # type: ignore[arg-type]
+                    workers=workers,
+                    pool=pool,  # type: ignore[arg-type]
+                    broker_url=broker,
+                    on_finished=progress.finished if progress else None,
+                    batch_id=batch_id,
+                )
         except KeyboardInterrupt:
             fail("cancelled; unfinished steps are recorded as cancelled", code=130)
         except ConfigError as exc:
@@ -189,9 +225,15 @@ class BatchProgress:
         self.done = 0
         self.failed: list[RunSession] = []
         self.quiet = quiet
-        columns = (TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[failed]} failed"), TextColumn("{task.fields[rate]}"),
-                   TimeElapsedColumn(), TimeRemainingColumn())
+        columns = (
+            TextColumn("[bold]batch"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[failed]} failed"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
         self.progress = Progress(*columns, console=errors, disable=quiet)
         self.task = self.progress.add_task("runs", total=total, failed=0, rate="")
 
@@ -208,17 +250,26 @@ class BatchProgress:
         if session.result and session.result["processing_summary"]["status"] != "succeeded":
             self.failed.append(session)
         per_minute = self.done / max(time.perf_counter() - self.started, 1e-9) * 60
-        self.progress.update(self.task, completed=self.done, failed=len(self.failed),
-                             rate=f"{per_minute:.1f} runs/min")
+        self.progress.update(
+            self.task,
+            completed=self.done,
+            failed=len(self.failed),
+            rate=f"{per_minute:.1f} runs/min",
+        )
 
     def report(self, sessions: list[RunSession]) -> None:
         """Print runs/min and each failed run with its reason."""
         if self.quiet:
             return
         elapsed = time.perf_counter() - self.started
-        errors.print(f"{len(sessions)} runs in {elapsed:.1f}s: "
-                     f"{len(sessions) / elapsed * 60:.1f} runs/min, {len(self.failed)} failed")
+        errors.print(
+            f"{len(sessions)} runs in {elapsed:.1f}s: "
+            f"{len(sessions) / elapsed * 60:.1f} runs/min, {len(self.failed)} failed"
+        )
         for session in self.failed:
             summary = session.result["processing_summary"] if session.result else {}
-            errors.print(f"  {session.run_id} {session.record.inputs}: "
-                         f"{'; '.join(summary.get('errors', ['failed']))}", soft_wrap=True)
+            errors.print(
+                f"  {session.run_id} {session.record.inputs}: "
+                f"{'; '.join(summary.get('errors', ['failed']))}",
+                soft_wrap=True,
+            )

@@ -13,8 +13,14 @@ from runtime.cli.output import console, fail, print_json
 from runtime.lineage import LineageNode, final_values, lineage
 from runtime.stores.metadata import ACTIVE_RUN_STATUSES, RUN_STATUSES, RunRecord
 
-STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "pending": "dim",
-                "cancelled": "magenta", "skipped": "dim"}
+STATUS_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "running": "yellow",
+    "pending": "dim",
+    "cancelled": "magenta",
+    "skipped": "dim",
+}
 
 
 def styled(status: str) -> str:
@@ -51,8 +57,14 @@ def list_(status: str | None, limit: int, as_json: bool) -> None:
         return
     table = Table("run", "pipeline", "status", "executor", "created", "duration")
     for r in found:
-        table.add_row(r.run_id, f"{r.pipeline}@{r.pipeline_version}", styled(r.status),
-                      r.executor, r.created_at[:19].replace("T", " "), duration(r))
+        table.add_row(
+            r.run_id,
+            f"{r.pipeline}@{r.pipeline_version}",
+            styled(r.status),
+            r.executor,
+            r.created_at[:19].replace("T", " "),
+            duration(r),
+        )
     console.print(table)
 
 
@@ -69,16 +81,27 @@ def show(run_id: str, as_json: bool) -> None:
     if as_json:
         print_json({**run.to_dict(), "steps": [s.to_dict() for s in steps]})
         return
-    console.print(f"[bold]{run.run_id}[/bold]  {run.pipeline}@{run.pipeline_version}  "
-                  f"{styled(run.status)}  {run.executor}  {duration(run)}", soft_wrap=True)
+    console.print(
+        f"[bold]{run.run_id}[/bold]  {run.pipeline}@{run.pipeline_version}  "
+        f"{styled(run.status)}  {run.executor}  {duration(run)}",
+        soft_wrap=True,
+    )
     console.print(f"inputs: {run.inputs}", soft_wrap=True)
-    table = Table("step", "item", "task", "status", "attempt", "worker", "seconds", "input_id",
-                  "output_id")
+    table = Table(
+        "step", "item", "task", "status", "attempt", "worker", "seconds", "input_id", "output_id"
+    )
     for s in steps:
-        table.add_row(s.step_id, "" if s.item < 0 else str(s.item),
-                      f"{s.task}@{s.task_version}", styled(s.status), str(s.attempt),
-                      s.worker or "", f"{s.seconds:.3f}" if s.seconds is not None else "",
-                      s.input_id, s.output_id)
+        table.add_row(
+            s.step_id,
+            "" if s.item < 0 else str(s.item),
+            f"{s.task}@{s.task_version}",
+            styled(s.status),
+            str(s.attempt),
+            s.worker or "",
+            f"{s.seconds:.3f}" if s.seconds is not None else "",
+            s.input_id,
+            s.output_id,
+        )
     console.print(table)
     for s in steps:
         if s.error and s.status == "failed":
@@ -104,8 +127,11 @@ def cancel(run_id: str) -> None:
 def _label(node: LineageNode) -> str:
     v = node.value
     origin = "pipeline input" if v.producer == "pipeline" else f"step {v.producer}"
-    return (f"[cyan]{v.value_id}[/cyan]  [dim]{v.data_id[:19]}  {v.size} B  {origin}"
-            + (f"  {v.uri}" if v.uri else "") + "[/dim]")
+    return (
+        f"[cyan]{v.value_id}[/cyan]  [dim]{v.data_id[:19]}  {v.size} B  {origin}"
+        + (f"  {v.uri}" if v.uri else "")
+        + "[/dim]"
+    )
 
 
 def _tree(node: LineageNode, into: Tree) -> None:

@@ -39,35 +39,48 @@ def check_broker(broker_url: str, timeout: float = 3.0) -> None:
     import redis
 
     try:
-        redis.Redis.from_url(broker_url, socket_connect_timeout=timeout,
-                             socket_timeout=timeout).ping()
+        redis.Redis.from_url(
+            broker_url, socket_connect_timeout=timeout, socket_timeout=timeout
+        ).ping()
     except redis.RedisError as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise BrokerUnavailable(f"cannot reach the broker at {mask_url(broker_url)}: "
-                                f"{reason}") from None
+        raise BrokerUnavailable(
+            f"cannot reach the broker at {mask_url(broker_url)}: {reason}"
+        ) from None
 
 
 def make_app(broker_url: str) -> Celery:
     """A configured Celery app for ``broker_url`` (a ``redis://`` URL)."""
     if not broker_url.startswith(("redis://", "rediss://")):
         raise ConfigError(f"broker {broker_url!r}: the celery executor needs a redis:// URL")
-    app = Celery("wtm", broker=broker_url, backend=broker_url, include=[
-        "runtime.executors.celery_tasks"])
+    app = Celery(
+        "wtm", broker=broker_url, backend=broker_url, include=["runtime.executors.celery_tasks"]
+    )
     transport = {
-        "visibility_timeout": _seconds("WTM_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT)}
+        "visibility_timeout": _seconds("WTM_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT)
+    }
     restore = os.environ.get("WTM_UNACKED_RESTORE_INTERVAL")
     if restore:
         transport["unacked_restore_interval"] = _seconds("WTM_UNACKED_RESTORE_INTERVAL", 10)
         transport["unacked_restore_throttle"] = 1
     app.conf.update(
-        task_serializer="json", result_serializer="json", event_serializer="json",
-        accept_content=["json"], result_accept_content=["json"],
-        task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
-        broker_transport_options=transport, result_backend_transport_options=transport,
-        result_expires=RESULT_EXPIRES, result_extended=True,
+        task_serializer="json",
+        result_serializer="json",
+        event_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        result_expires=RESULT_EXPIRES,
+        result_extended=True,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_connection_retry_on_startup=True,
-        task_send_sent_event=True, worker_send_task_events=True,
-        task_track_started=True, worker_hijack_root_logger=False,
+        task_send_sent_event=True,
+        worker_send_task_events=True,
+        task_track_started=True,
+        worker_hijack_root_logger=False,
     )
     return app

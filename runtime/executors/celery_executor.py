@@ -36,17 +36,29 @@ def step_spec(session: RunSession, sid: str) -> dict[str, Any]:
     step_ = graph.pipeline.step(sid)
     threshold = session.services.settings.inline_threshold
     bindings = {
-        port: {"ref": reference_value(b.reference)} if b.reference is not None
+        port: {"ref": reference_value(b.reference)}
+        if b.reference is not None
         else {"value": encode(b.constant, session.services.access, threshold).to_json()}
-        for port, b in step_.bindings.items()}
+        for port, b in step_.bindings.items()
+    }
     foreach = None
     if step_.foreach is not None:
-        foreach = {"port": step_.foreach.port, "from": reference_value(step_.foreach.source),
-                   "chunk": step_.foreach.chunk}
-    return {"run_id": session.run_id, "step_id": sid, "pin": asdict(pin),
-            "edges": [str(e) for e in graph.edges_into(sid)], "bindings": bindings,
-            "foreach": foreach, "outputs": list(graph.tasks[sid].outputs),
-            "needs": sorted(graph.deps[sid]), "threshold": threshold}
+        foreach = {
+            "port": step_.foreach.port,
+            "from": reference_value(step_.foreach.source),
+            "chunk": step_.foreach.chunk,
+        }
+    return {
+        "run_id": session.run_id,
+        "step_id": sid,
+        "pin": asdict(pin),
+        "edges": [str(e) for e in graph.edges_into(sid)],
+        "bindings": bindings,
+        "foreach": foreach,
+        "outputs": list(graph.tasks[sid].outputs),
+        "needs": sorted(graph.deps[sid]),
+        "threshold": threshold,
+    }
 
 
 def canvas(session: RunSession) -> Signature:
@@ -71,8 +83,10 @@ class CeleryExecutor:
     def __init__(self, services: Services, broker_url: str | None) -> None:
         broker = broker_url or services.settings.broker_url
         if not broker:
-            raise ConfigError("the celery executor needs a broker: --broker, WTM_BROKER_URL "
-                              "or broker_url in wtm.toml")
+            raise ConfigError(
+                "the celery executor needs a broker: --broker, WTM_BROKER_URL "
+                "or broker_url in wtm.toml"
+            )
         self.services = services
         check_broker(broker)
         self.app = make_app(broker)
@@ -83,19 +97,24 @@ class CeleryExecutor:
         """Refuse a task time limit at or above the broker's visibility timeout (#5935)."""
         for pin in session.scheduler.pins.values():
             if pin.timeout and pin.timeout >= self.visibility_timeout:
-                raise ConfigError(f"{pin.name}@{pin.version} timeout {pin.timeout:g}s is not "
-                                  f"below the broker visibility timeout "
-                                  f"{self.visibility_timeout:g}s (WTM_VISIBILITY_TIMEOUT)")
+                raise ConfigError(
+                    f"{pin.name}@{pin.version} timeout {pin.timeout:g}s is not "
+                    f"below the broker visibility timeout "
+                    f"{self.visibility_timeout:g}s (WTM_VISIBILITY_TIMEOUT)"
+                )
 
-    def run(self, sessions: list[RunSession],
-            on_finished: Callable[[RunSession], None] | None = None) -> None:
+    def run(
+        self, sessions: list[RunSession], on_finished: Callable[[RunSession], None] | None = None
+    ) -> None:
         """Submit every run, then wait for each to end; Ctrl-C cancels them."""
         pending: dict[str, tuple[RunSession, AsyncResult]] = {}
         with self.app.connection_for_write() as connection:
             for session in sessions:
                 self.check_limits(session)
-                pending[session.run_id] = (session, canvas(session).apply_async(
-                    connection=connection))
+                pending[session.run_id] = (
+                    session,
+                    canvas(session).apply_async(connection=connection),
+                )
         next_check = time.monotonic() + CANCEL_CHECK_SECONDS
         try:
             while pending:
@@ -117,8 +136,12 @@ class CeleryExecutor:
                 session.finish()
             raise
 
-    def _finish(self, session: RunSession, result: AsyncResult,
-                on_finished: Callable[[RunSession], None] | None) -> None:
+    def _finish(
+        self,
+        session: RunSession,
+        result: AsyncResult,
+        on_finished: Callable[[RunSession], None] | None,
+    ) -> None:
         if result.successful():
             session.absorb(result.get(disable_sync_subtasks=False))
         elif session.cancelled_elsewhere():

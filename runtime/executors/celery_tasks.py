@@ -46,8 +46,15 @@ def services() -> Services:
 
 def new_state(values: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The state a run starts with: its pipeline inputs."""
-    return {"values": values, "failed": {}, "skipped": [], "cancelled": [], "seconds": {},
-            "invocations": {}, "started": {}}
+    return {
+        "values": values,
+        "failed": {},
+        "skipped": [],
+        "cancelled": [],
+        "seconds": {},
+        "invocations": {},
+        "started": {},
+    }
 
 
 def merge_states(states: list[dict[str, Any]]) -> dict[str, Any]:
@@ -73,27 +80,44 @@ def _stopped(state: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any] | No
     if run is not None and run.status == "cancelled":
         mark_step(store, spec["run_id"], sid, _pin(spec), spec["edges"], "cancelled", "cancelled")
         return {**state, "cancelled": [*state["cancelled"], sid]}
-    blocked = [n for n in spec["needs"] if n in state["failed"] or n in state["skipped"]
-               or n in state["cancelled"]]
+    blocked = [
+        n
+        for n in spec["needs"]
+        if n in state["failed"] or n in state["skipped"] or n in state["cancelled"]
+    ]
     if blocked:
-        mark_step(store, spec["run_id"], sid, _pin(spec), spec["edges"], "skipped",
-                  f"skipped: step {blocked[0]} did not succeed")
+        mark_step(
+            store,
+            spec["run_id"],
+            sid,
+            _pin(spec),
+            spec["edges"],
+            "skipped",
+            f"skipped: step {blocked[0]} did not succeed",
+        )
         return {**state, "skipped": [*state["skipped"], sid]}
     return None
 
 
 def _inputs(state: dict[str, Any], spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {port: state["values"][b["ref"]] if "ref" in b else b["value"]
-            for port, b in spec["bindings"].items()}
+    return {
+        port: state["values"][b["ref"]] if "ref" in b else b["value"]
+        for port, b in spec["bindings"].items()
+    }
 
 
-def _add(state: dict[str, Any], sid: str, outputs: dict[str, ValueRef], seconds: float,
-         invocations: int) -> dict[str, Any]:
+def _add(
+    state: dict[str, Any], sid: str, outputs: dict[str, ValueRef], seconds: float, invocations: int
+) -> dict[str, Any]:
     values = dict(state["values"])
     for port, ref in outputs.items():
         values[ids.output_value(sid, port)] = ref.to_json()
-    return {**state, "values": values, "seconds": {**state["seconds"], sid: seconds},
-            "invocations": {**state["invocations"], sid: invocations}}
+    return {
+        **state,
+        "values": values,
+        "seconds": {**state["seconds"], sid: seconds},
+        "invocations": {**state["invocations"], sid: invocations},
+    }
 
 
 def _attempt(task: Task, call: StepCall) -> StepResult:
@@ -102,8 +126,9 @@ def _attempt(task: Task, call: StepCall) -> StepResult:
         return run_call(call, services())
     except StepFailed as exc:
         if task.request.retries < call.task.max_retries:
-            raise task.retry(countdown=call.task.retry_backoff, max_retries=call.task.max_retries,
-                             exc=exc) from None
+            raise task.retry(
+                countdown=call.task.retry_backoff, max_retries=call.task.max_retries, exc=exc
+            ) from None
         raise
 
 
@@ -116,8 +141,9 @@ def step(self: Task, state: dict[str, Any], spec: dict[str, Any]) -> dict[str, A
     sid, inputs = spec["step_id"], _inputs(state, spec)
     if spec["foreach"]:
         return _fan_out(self, state, spec, inputs)
-    call = StepCall(spec["run_id"], sid, WHOLE, _pin(spec), inputs, spec["edges"],
-                    self.request.retries + 1)
+    call = StepCall(
+        spec["run_id"], sid, WHOLE, _pin(spec), inputs, spec["edges"], self.request.retries + 1
+    )
     try:
         result = _attempt(self, call)
     except StepFailed as exc:
@@ -125,8 +151,9 @@ def step(self: Task, state: dict[str, Any], spec: dict[str, Any]) -> dict[str, A
     return _add(state, sid, result.output_refs(), result.seconds, 1)
 
 
-def _fan_out(task: Task, state: dict[str, Any], spec: dict[str, Any],
-             inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _fan_out(
+    task: Task, state: dict[str, Any], spec: dict[str, Any], inputs: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     foreach, access = spec["foreach"], services().access
     items = decode(ValueRef.from_json(state["values"][foreach["from"]]), access)
     parts = chunks(items, foreach["chunk"])
@@ -134,18 +161,30 @@ def _fan_out(task: Task, state: dict[str, Any], spec: dict[str, Any],
     if not parts:
         return gather_chunks([], state, spec)
     header = [
-        chunk.s(spec, index, {**inputs, foreach["port"]: encode(
-            part, access, spec["threshold"]).to_json()}).set(**limits(spec))
-        for index, part in enumerate(parts)]
+        chunk.s(
+            spec,
+            index,
+            {**inputs, foreach["port"]: encode(part, access, spec["threshold"]).to_json()},
+        ).set(**limits(spec))
+        for index, part in enumerate(parts)
+    ]
     raise task.replace(chord(header, gather_chunks.s(state, spec)))
 
 
 @shared_task(bind=True, name="wtm.chunk")
-def chunk(self: Task, spec: dict[str, Any], item: int,
-          inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def chunk(
+    self: Task, spec: dict[str, Any], item: int, inputs: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     """One foreach chunk: its outputs and time, or the reason it failed."""
-    call = StepCall(spec["run_id"], spec["step_id"], item, _pin(spec), inputs, spec["edges"],
-                    self.request.retries + 1)
+    call = StepCall(
+        spec["run_id"],
+        spec["step_id"],
+        item,
+        _pin(spec),
+        inputs,
+        spec["edges"],
+        self.request.retries + 1,
+    )
     try:
         return _attempt(self, call).to_json()
     except StepFailed as exc:
@@ -153,21 +192,33 @@ def chunk(self: Task, spec: dict[str, Any], item: int,
 
 
 @shared_task(name="wtm.gather")
-def gather_chunks(results: list[dict[str, Any]], state: dict[str, Any],
-                  spec: dict[str, Any]) -> dict[str, Any]:
+def gather_chunks(
+    results: list[dict[str, Any]], state: dict[str, Any], spec: dict[str, Any]
+) -> dict[str, Any]:
     """Concatenate chunk outputs in order into the step's outputs (or fail the step)."""
     sid, store = spec["step_id"], services()
     failures = [r["failed"] for r in results if "failed" in r]
     if failures:
-        mark_step(store.metadata, spec["run_id"], sid, _pin(spec), spec["edges"], "failed",
-                  failures[0])
+        mark_step(
+            store.metadata, spec["run_id"], sid, _pin(spec), spec["edges"], "failed", failures[0]
+        )
         return {**state, "failed": {**state["failed"], sid: failures[0]}}
     done = [StepResult.from_json(r) for r in results]
-    outputs = gather(spec["outputs"], [d.output_refs() for d in done], store.access,
-                     spec["threshold"])
+    outputs = gather(
+        spec["outputs"], [d.output_refs() for d in done], store.access, spec["threshold"]
+    )
     seconds = sum(d.seconds for d in done)
-    record_gathered(store.metadata, spec["run_id"], sid, _pin(spec), spec["edges"], outputs,
-                    len(done), seconds, state["started"].get(sid))
+    record_gathered(
+        store.metadata,
+        spec["run_id"],
+        sid,
+        _pin(spec),
+        spec["edges"],
+        outputs,
+        len(done),
+        seconds,
+        state["started"].get(sid),
+    )
     return _add(state, sid, outputs, seconds, len(done))
 
 

@@ -12,11 +12,15 @@ from runtime.values import BlobStore, ValueRef, decode, encode
 
 def chunks(items: list[Any], size: int) -> list[list[Any]]:
     """``items`` split into consecutive chunks of ``size`` (the last may be shorter)."""
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def gather(ports: Iterable[str], outputs: Iterable[Mapping[str, ValueRef]], store: BlobStore,
-           threshold: int) -> dict[str, ValueRef]:
+def gather(
+    ports: Iterable[str],
+    outputs: Iterable[Mapping[str, ValueRef]],
+    store: BlobStore,
+    threshold: int,
+) -> dict[str, ValueRef]:
     """Concatenate, port by port and in chunk order, the array outputs of foreach chunks."""
     names = list(ports)
     gathered: dict[str, list[Any]] = {port: [] for port in names}
@@ -33,8 +37,10 @@ def outputs_spec(pipeline: PipelineManifest) -> dict[str, Any]:
         if isinstance(out, Reference):
             spec[name] = {"ref": reference_value(out)}
         else:
-            spec[name] = {"join": out.key_field,
-                          "from": {k: reference_value(r) for k, r in out.sources.items()}}
+            spec[name] = {
+                "join": out.key_field,
+                "from": {k: reference_value(r) for k, r in out.sources.items()},
+            }
     return spec
 
 
@@ -43,8 +49,9 @@ def reference_value(ref: Reference) -> str:
     return ids.output_value(ref.step, ref.port) if ref.step else ids.pipeline_input(ref.port)
 
 
-def compute_outputs(spec: Mapping[str, Any], values: Mapping[str, ValueRef],
-                    store: BlobStore) -> dict[str, Any]:
+def compute_outputs(
+    spec: Mapping[str, Any], values: Mapping[str, ValueRef], store: BlobStore
+) -> dict[str, Any]:
     """The pipeline outputs whose values exist (all of them when the run succeeded)."""
     result: dict[str, Any] = {}
     for name, out in spec.items():
@@ -52,13 +59,17 @@ def compute_outputs(spec: Mapping[str, Any], values: Mapping[str, ValueRef],
             if out["ref"] in values:
                 result[name] = decode(values[out["ref"]], store)
         elif all(v in values for v in out["from"].values()):
-            result[name] = join(out["join"], {section: (vid, decode(values[vid], store))
-                                              for section, vid in out["from"].items()})
+            result[name] = join(
+                out["join"],
+                {
+                    section: (vid, decode(values[vid], store))
+                    for section, vid in out["from"].items()
+                },
+            )
     return result
 
 
-def join(key: str, sources: Mapping[str, tuple[str, list[dict[str, Any]]]]
-         ) -> list[dict[str, Any]]:
+def join(key: str, sources: Mapping[str, tuple[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
     """Merge lists of records by ``key``: one row per key, each source under its section."""
     rows: dict[Any, dict[str, Any]] = {}
     for section, (source, items) in sources.items():

@@ -64,8 +64,9 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, services: Services, workers: int | None = None,
-                 pool: Pool = "process") -> None:
+    def __init__(
+        self, services: Services, workers: int | None = None, pool: Pool = "process"
+    ) -> None:
         self.services = services
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.pool_kind = pool
@@ -82,8 +83,12 @@ class LocalExecutor:
     def _new_pool(self) -> Executor:
         if self.pool_kind == "thread":
             return ThreadPoolExecutor(self.workers, thread_name_prefix="wtm-step")
-        return ProcessPoolExecutor(self.workers, mp_context=_context(),
-                                   initializer=_init_worker, initargs=(self.services.settings,))
+        return ProcessPoolExecutor(
+            self.workers,
+            mp_context=_context(),
+            initializer=_init_worker,
+            initargs=(self.services.settings,),
+        )
 
     @property
     def pool(self) -> Executor:
@@ -109,8 +114,9 @@ class LocalExecutor:
             return self.pool.submit(_run_in_thread, call.to_json(), self.services, self._cancel)
         return self.pool.submit(_run_in_process, call.to_json())
 
-    def run(self, sessions: list[RunSession],
-            on_finished: Callable[[RunSession], None] | None = None) -> None:
+    def run(
+        self, sessions: list[RunSession], on_finished: Callable[[RunSession], None] | None = None
+    ) -> None:
         """Drive ``sessions`` to completion, interleaving their steps on the pool.
 
         Each session is finished (its outcome recorded) as soon as its last step
@@ -137,8 +143,9 @@ class LocalExecutor:
                     _, _, session, call = heapq.heappop(retries)
                     if session.scheduler.state[call.step_id] == "running":
                         submit(session, [call])
-                timeout = max(0.0, min(POLL_SECONDS, retries[0][0] - now)) if retries \
-                    else POLL_SECONDS
+                timeout = (
+                    max(0.0, min(POLL_SECONDS, retries[0][0] - now)) if retries else POLL_SECONDS
+                )
                 done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
                 for future in done:
                     session, call, _ = running.pop(future)
@@ -177,8 +184,13 @@ class LocalExecutor:
             if self._on_finished:
                 self._on_finished(session)
 
-    def _recover(self, running: dict[Future[dict[str, Any]], tuple[RunSession, StepCall, float]],
-                 session: RunSession, call: StepCall, why: str) -> None:
+    def _recover(
+        self,
+        running: dict[Future[dict[str, Any]], tuple[RunSession, StepCall, float]],
+        session: RunSession,
+        call: StepCall,
+        why: str,
+    ) -> None:
         """A worker died: fail its call, rebuild the pool, resubmit what was in flight."""
         session.failed(call, f"{call.label()}: {why}")
         self._finish_if_done(session)
@@ -189,7 +201,7 @@ class LocalExecutor:
             running[self._submit(other_call)] = (other_session, other_call, time.monotonic())
 
     def _enforce_hard_limits(
-            self, running: dict[Future[dict[str, Any]], tuple[RunSession, StepCall, float]]
+        self, running: dict[Future[dict[str, Any]], tuple[RunSession, StepCall, float]]
     ) -> None:
         now = time.monotonic()
         for future, (session, call, started) in list(running.items()):
@@ -200,9 +212,11 @@ class LocalExecutor:
                 return
 
     def _drop_cancelled(
-            self, sessions: list[RunSession],
-            running: dict[Future[dict[str, Any]], tuple[RunSession, StepCall, float]],
-            retries: list[tuple[float, int, RunSession, StepCall]]) -> None:
+        self,
+        sessions: list[RunSession],
+        running: dict[Future[dict[str, Any]], tuple[RunSession, StepCall, float]],
+        retries: list[tuple[float, int, RunSession, StepCall]],
+    ) -> None:
         for session in sessions:
             if session.scheduler.finished or not session.cancelled_elsewhere():
                 continue
@@ -216,6 +230,7 @@ class LocalExecutor:
             heapq.heapify(retries)
 
 
-def _run_in_thread(call: dict[str, Any], services: Services,
-                   cancel: threading.Event) -> dict[str, Any]:
+def _run_in_thread(
+    call: dict[str, Any], services: Services, cancel: threading.Event
+) -> dict[str, Any]:
     return run_call(StepCall.from_json(call), services, cancel).to_json()

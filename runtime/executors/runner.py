@@ -41,61 +41,109 @@ def value_suffix(call: StepCall) -> str:
     return "" if call.item == WHOLE else f"[{call.item}]"
 
 
-def run_call(call: StepCall, services: Services,
-             cancel: threading.Event | None = None) -> StepResult:
+def run_call(
+    call: StepCall, services: Services, cancel: threading.Event | None = None
+) -> StepResult:
     """Execute ``call`` and record it; raises :class:`StepFailed` with a one-line reason."""
     label = call.label()
     refs = call.input_refs()
-    base = _record(call, services, status="running", started_at=utc_now(),
-                   inputs={p: r.id for p, r in refs.items()})
+    base = _record(
+        call,
+        services,
+        status="running",
+        started_at=utc_now(),
+        inputs={p: r.id for p, r in refs.items()},
+    )
     notify("wtm_step_started", run_id=call.run_id, step_id=call.step_id, attempt=call.attempt)
     started = time.perf_counter()
     try:
         loaded = services.loader.load(call.task.digest)
         values = {port: decode(ref, services.access) for port, ref in refs.items()}
         checked = check_inputs(loaded.manifest.inputs, values, label)
-        context = TaskContext(call.run_id, call.step_id, services.access,
-                              logging.getLogger(f"wtm.task.{call.task.name}"), call.attempt,
-                              cancel or threading.Event())
+        context = TaskContext(
+            call.run_id,
+            call.step_id,
+            services.access,
+            logging.getLogger(f"wtm.task.{call.task.name}"),
+            call.attempt,
+            cancel or threading.Event(),
+        )
         with time_limit(call.task.timeout):
             produced = loaded.run(checked, context)
         outputs = check_outputs(loaded.manifest.outputs, produced, label)
-        encoded = {port: encode(v, services.access, services.settings.inline_threshold)
-                   for port, v in outputs.items()}
+        encoded = {
+            port: encode(v, services.access, services.settings.inline_threshold)
+            for port, v in outputs.items()
+        }
     except Exception as exc:
         seconds = time.perf_counter() - started
         message = _one_line(exc, label)
-        services.metadata.record_step(StepRecord(**{
-            **base, "status": "failed", "finished_at": utc_now(), "seconds": seconds,
-            "error": message, "traceback_tail": _tail(exc)}))
-        notify("wtm_step_failed", run_id=call.run_id, step_id=call.step_id, error=message,
-               attempt=call.attempt)
+        services.metadata.record_step(
+            StepRecord(
+                **{
+                    **base,
+                    "status": "failed",
+                    "finished_at": utc_now(),
+                    "seconds": seconds,
+                    "error": message,
+                    "traceback_tail": _tail(exc),
+                }
+            )
+        )
+        notify(
+            "wtm_step_failed",
+            run_id=call.run_id,
+            step_id=call.step_id,
+            error=message,
+            attempt=call.attempt,
+        )
         raise StepFailed(message) from exc
     seconds = time.perf_counter() - started
     _record_values(call, services, refs, encoded)
-    services.metadata.record_step(StepRecord(**{
-        **base, "status": "succeeded", "finished_at": utc_now(), "seconds": seconds,
-        "outputs": {p: r.id for p, r in encoded.items()}}))
-    notify("wtm_step_finished", run_id=call.run_id, step_id=call.step_id, outputs=outputs,
-           seconds=seconds)
+    services.metadata.record_step(
+        StepRecord(
+            **{
+                **base,
+                "status": "succeeded",
+                "finished_at": utc_now(),
+                "seconds": seconds,
+                "outputs": {p: r.id for p, r in encoded.items()},
+            }
+        )
+    )
+    notify(
+        "wtm_step_finished",
+        run_id=call.run_id,
+        step_id=call.step_id,
+        outputs=outputs,
+        seconds=seconds,
+    )
     return StepResult({p: r.to_json() for p, r in encoded.items()}, seconds, worker_name())
 
 
 def _record(call: StepCall, services: Services, **fields: Any) -> dict[str, Any]:
     """Write the step record with ``fields``; return its fields for the final write."""
     record = {
-        "run_id": call.run_id, "step_id": call.step_id, "item": call.item,
-        "task": call.task.name, "task_version": call.task.version, "digest": call.task.digest,
+        "run_id": call.run_id,
+        "step_id": call.step_id,
+        "item": call.item,
+        "task": call.task.name,
+        "task_version": call.task.version,
+        "digest": call.task.digest,
         "input_id": ids.input_id(call.task.name, call.step_id),
         "output_id": ids.output_id(call.task.name, call.step_id),
-        "attempt": call.attempt, "worker": worker_name(), "edges": call.edges, **fields,
+        "attempt": call.attempt,
+        "worker": worker_name(),
+        "edges": call.edges,
+        **fields,
     }
     services.metadata.record_step(StepRecord(**record))
     return record
 
 
-def _record_values(call: StepCall, services: Services, inputs: dict[str, ValueRef],
-                   outputs: dict[str, ValueRef]) -> None:
+def _record_values(
+    call: StepCall, services: Services, inputs: dict[str, ValueRef], outputs: dict[str, ValueRef]
+) -> None:
     suffix = value_suffix(call)
     sources: dict[str, str] = {}
     for edge in call.edges:
@@ -106,18 +154,28 @@ def _record_values(call: StepCall, services: Services, inputs: dict[str, ValueRe
         value_id = ids.input_value(call.step_id, port)
         input_ids.append(value_id + suffix)
         origin = sources.get(value_id)
-        services.metadata.record_value(_value(call, value_id + suffix, port, ref,
-                                              [origin] if origin else []))
+        services.metadata.record_value(
+            _value(call, value_id + suffix, port, ref, [origin] if origin else [])
+        )
     for port, ref in outputs.items():
         value_id = ids.output_value(call.step_id, port) + suffix
         services.metadata.record_value(_value(call, value_id, port, ref, sorted(input_ids)))
 
 
-def _value(call: StepCall, value_id: str, port: str, ref: ValueRef,
-           sources: list[str]) -> ValueRecord:
-    return ValueRecord(run_id=call.run_id, value_id=value_id, data_id=ref.id,
-                       producer=call.step_id, port=port, value=ref.value, uri=ref.uri,
-                       size=ref.size, sources=sources)
+def _value(
+    call: StepCall, value_id: str, port: str, ref: ValueRef, sources: list[str]
+) -> ValueRecord:
+    return ValueRecord(
+        run_id=call.run_id,
+        value_id=value_id,
+        data_id=ref.id,
+        producer=call.step_id,
+        port=port,
+        value=ref.value,
+        uri=ref.uri,
+        size=ref.size,
+        sources=sources,
+    )
 
 
 def _one_line(exc: BaseException, label: str) -> str:

@@ -29,8 +29,15 @@ StepState = Literal["pending", "running", "succeeded", "failed", "skipped", "can
 class Scheduler:
     """The state of one run's steps; feed it results, it hands back the next calls."""
 
-    def __init__(self, graph: PipelineGraph, run_id: str, inputs: Mapping[str, ValueRef],
-                 pins: Mapping[str, TaskPin], store: BlobStore, threshold: int) -> None:
+    def __init__(
+        self,
+        graph: PipelineGraph,
+        run_id: str,
+        inputs: Mapping[str, ValueRef],
+        pins: Mapping[str, TaskPin],
+        store: BlobStore,
+        threshold: int,
+    ) -> None:
         self.graph = graph
         self.run_id = run_id
         self.pins = pins
@@ -124,9 +131,14 @@ class Scheduler:
             return self._complete(sid, self._gather(sid, []))
         self._chunks[sid] = [None] * len(parts)
         return [
-            StepCall(self.run_id, sid, index, pin,
-                     {**inputs, step.foreach.port: encode(part, self.store,
-                                                          self.threshold).to_json()}, edges)
+            StepCall(
+                self.run_id,
+                sid,
+                index,
+                pin,
+                {**inputs, step.foreach.port: encode(part, self.store, self.threshold).to_json()},
+                edges,
+            )
             for index, part in enumerate(parts)
         ]
 

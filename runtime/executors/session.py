@@ -35,8 +35,14 @@ def pins_for(graph: PipelineGraph, catalog: RegistryCatalog) -> dict[str, TaskPi
     pins = {}
     for sid, task in graph.tasks.items():
         record = catalog.records[(task.name, task.version)]
-        pins[sid] = TaskPin(task.name, task.version, record.digest, task.timeout,
-                            task.max_retries, task.retry_backoff)
+        pins[sid] = TaskPin(
+            task.name,
+            task.version,
+            record.digest,
+            task.timeout,
+            task.max_retries,
+            task.retry_backoff,
+        )
     return pins
 
 
@@ -55,27 +61,55 @@ class RunSession:
     result: dict[str, Any] | None = None
 
     @classmethod
-    def create(cls, services: Services, graph: PipelineGraph, pins: Mapping[str, TaskPin],
-               inputs: Mapping[str, Any], executor: str, batch_id: str | None = None,
-               run_id: str | None = None) -> RunSession:
+    def create(
+        cls,
+        services: Services,
+        graph: PipelineGraph,
+        pins: Mapping[str, TaskPin],
+        inputs: Mapping[str, Any],
+        executor: str,
+        batch_id: str | None = None,
+        run_id: str | None = None,
+    ) -> RunSession:
         """Record a new running run and its pipeline inputs."""
         pipeline = graph.pipeline
         run_id = run_id or new_run_id()
         threshold = services.settings.inline_threshold
         refs = {name: encode(value, services.access, threshold) for name, value in inputs.items()}
         record = RunRecord(
-            run_id=run_id, pipeline=pipeline.name, pipeline_version=pipeline.version,
-            inputs=dict(inputs), status="running", executor=executor, started_at=utc_now(),
+            run_id=run_id,
+            pipeline=pipeline.name,
+            pipeline_version=pipeline.version,
+            inputs=dict(inputs),
+            status="running",
+            executor=executor,
+            started_at=utc_now(),
             plugins=sorted({f"{p.name}@{p.version}#{p.digest}" for p in pins.values()}),
-            batch_id=batch_id)
+            batch_id=batch_id,
+        )
         services.metadata.create_run(record)
         for name, ref in refs.items():
-            services.metadata.record_value(ValueRecord(
-                run_id=run_id, value_id=ids.pipeline_input(name), data_id=ref.id,
-                producer="pipeline", port=name, value=ref.value, uri=ref.uri, size=ref.size))
+            services.metadata.record_value(
+                ValueRecord(
+                    run_id=run_id,
+                    value_id=ids.pipeline_input(name),
+                    data_id=ref.id,
+                    producer="pipeline",
+                    port=name,
+                    value=ref.value,
+                    uri=ref.uri,
+                    size=ref.size,
+                )
+            )
         for sid, pin in pins.items():
-            mark_step(services.metadata, run_id, sid, pin,
-                      [str(e) for e in graph.edges_into(sid)], "pending")
+            mark_step(
+                services.metadata,
+                run_id,
+                sid,
+                pin,
+                [str(e) for e in graph.edges_into(sid)],
+                "pending",
+            )
         scheduler = Scheduler(graph, run_id, refs, pins, services.access, threshold)
         return cls(services, graph, scheduler, record)
 
@@ -143,27 +177,45 @@ class RunSession:
             self.invocations[call.step_id] = self.invocations.get(call.step_id, 0) + 1
             self.first_start.setdefault(call.step_id, utc_now())
         for sid, state in self.scheduler.state.items():
-            if state == "succeeded" and self.graph.pipeline.step(sid).foreach \
-                    and sid not in self.invocations:
+            if (
+                state == "succeeded"
+                and self.graph.pipeline.step(sid).foreach
+                and sid not in self.invocations
+            ):
                 self.invocations[sid] = 0
                 self._record_gathered(sid)
         return calls
 
     def _mark(self, sid: str, status: str, error: str) -> None:
-        mark_step(self.services.metadata, self.run_id, sid, self.scheduler.pins[sid],
-                  self._edges(sid), status, error)
+        mark_step(
+            self.services.metadata,
+            self.run_id,
+            sid,
+            self.scheduler.pins[sid],
+            self._edges(sid),
+            status,
+            error,
+        )
 
     def _edges(self, sid: str) -> list[str]:
         return [str(e) for e in self.graph.edges_into(sid)]
 
     def _record_gathered(self, sid: str) -> None:
         """The whole-step record and gathered values of a foreach step."""
-        outputs = {port: self.scheduler.gathered_value(sid, port)
-                   for port in self.graph.tasks[sid].outputs}
-        record_gathered(self.services.metadata, self.run_id, sid, self.scheduler.pins[sid],
-                        self._edges(sid), {p: r for p, r in outputs.items() if r is not None},
-                        self.invocations.get(sid, 0), self.step_seconds.get(sid, 0.0),
-                        self.first_start.get(sid))
+        outputs = {
+            port: self.scheduler.gathered_value(sid, port) for port in self.graph.tasks[sid].outputs
+        }
+        record_gathered(
+            self.services.metadata,
+            self.run_id,
+            sid,
+            self.scheduler.pins[sid],
+            self._edges(sid),
+            {p: r for p, r in outputs.items() if r is not None},
+            self.invocations.get(sid, 0),
+            self.step_seconds.get(sid, 0.0),
+            self.first_start.get(sid),
+        )
 
     def finish(self) -> dict[str, Any]:
         """Record the run's outcome; return the result document."""
@@ -173,19 +225,30 @@ class RunSession:
         errors = [scheduler.errors[s] for s in self.graph.order if s in scheduler.errors]
         status = scheduler.status
         self.services.metadata.update_run(
-            self.run_id, status=status, finished_at=utc_now(), outputs=outputs,
-            error="; ".join(errors) or None)
+            self.run_id,
+            status=status,
+            finished_at=utc_now(),
+            outputs=outputs,
+            error="; ".join(errors) or None,
+        )
         sequential = sum(self.step_seconds.values())
         summary = {
             "run_id": self.run_id,
             "pipeline": f"{self.graph.pipeline.name}@{self.graph.pipeline.version}",
-            "executor": self.record.executor, "status": status,
-            "total_time": round(total, 4), "sequential_time": round(sequential, 4),
+            "executor": self.record.executor,
+            "status": status,
+            "total_time": round(total, 4),
+            "sequential_time": round(sequential, 4),
             "parallel_speedup": round(sequential / total, 2) if total > 0 else 0.0,
-            "steps": {sid: {"task": f"{p.name}@{p.version}", "status": scheduler.state[sid],
-                            "invocations": self.invocations.get(sid, 0),
-                            "seconds": round(self.step_seconds.get(sid, 0.0), 4)}
-                      for sid, p in scheduler.pins.items()},
+            "steps": {
+                sid: {
+                    "task": f"{p.name}@{p.version}",
+                    "status": scheduler.state[sid],
+                    "invocations": self.invocations.get(sid, 0),
+                    "seconds": round(self.step_seconds.get(sid, 0.0), 4),
+                }
+                for sid, p in scheduler.pins.items()
+            },
             "data_lineage": [str(e) for e in self.graph.edges],
         }
         if errors:
