@@ -4,7 +4,9 @@ One poll loop reads the store every ``interval`` seconds on the store thread
 (:mod:`tui.storeio`) through a :class:`~tui.poller.StorePoller`, keeps the
 latest runs and watched steps, and asks the visible screen to show them. A
 failing store shows a banner and is retried with backoff; the data on screen
-stays as last read.
+stays as last read. With a broker, a :class:`~tui.celery_events.CeleryMonitor`
+follows the Celery workers on its own thread and hands snapshots over with
+``call_from_thread``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from textual.notifications import SeverityLevel
 
 from runtime.stores.metadata import MetadataStore
 from tui.actions import ActionError, Spawned, cancel_run, plan_rerun, spawn_rerun
+from tui.celery_events import CeleryMonitor, CelerySnapshot
 from tui.poller import DEFAULT_LIMIT, RunSummary, RunsUpdate, StepsUpdate, StorePoller
 from tui.screens.base import LiveScreen
 from tui.screens.lineage import LineageScreen
@@ -69,6 +72,7 @@ class DashboardApp(App[None]):
         workdir: Path | None = None,
         rerun_env: Mapping[str, str] | None = None,
         open_run: str | None = None,
+        broker_url: str | None = None,
     ) -> None:
         super().__init__()
         self.io = StoreIO(open_services)
@@ -77,6 +81,10 @@ class DashboardApp(App[None]):
         self.workdir = workdir or Path.cwd()
         self.rerun_env = rerun_env
         self.open_run_id = open_run
+        self.broker_url = broker_url
+        """The Celery broker whose workers the Workers view shows; None: no Celery panel."""
+        self.celery: CelerySnapshot | None = None
+        self._celery_monitor: CeleryMonitor | None = None
         self.poller: StorePoller | None = None
         self.runs: dict[str, RunSummary] = {}
         self.changed_runs: frozenset[str] = frozenset()
@@ -102,11 +110,45 @@ class DashboardApp(App[None]):
     def on_mount(self) -> None:
         self.switch_mode("runs")
         self.run_worker(self._poll_loop(), name="poll", group="poll", exclusive=True)
+        if self.broker_url:
+            self._celery_monitor = CeleryMonitor(self.broker_url, self._celery_from_thread)
+            self._celery_monitor.start()
         if self.open_run_id:
             self.open_run(self.open_run_id)
 
     def on_unmount(self) -> None:
+        if self._celery_monitor is not None:
+            self._celery_monitor.stop()  # a daemon thread: it ends within a second, unjoined
         self.io.close()
+
+    # Celery events
+
+    def _celery_from_thread(self, snapshot: CelerySnapshot) -> None:
+        """On the monitor's thread: hand ``snapshot`` to the UI thread."""
+        monitor = self._celery_monitor
+        if monitor is None or monitor.stopped:
+            return
+        with contextlib.suppress(RuntimeError):  # the app stopped running meanwhile
+            self.call_from_thread(self._celery_update, snapshot)
+
+    def _celery_update(self, snapshot: CelerySnapshot) -> None:
+        """On the UI thread: keep ``snapshot``, say when the broker is lost or back, show it."""
+        before = self.celery
+        self.celery = snapshot
+        if snapshot.error and (before is None or not before.error):
+            lost = "lost" if before is not None and before.connected else "unreachable"
+            self.notify(f"Celery broker {lost}: {snapshot.error}", severity="warning", timeout=6)
+        elif snapshot.connected and before is not None and before.error:
+            self.notify(f"Celery broker {snapshot.broker} reconnected", timeout=4)
+        screen = self.screen
+        if not isinstance(screen, WorkersScreen) or not screen.is_mounted:
+            return
+        try:
+            screen.show_celery()
+        except NoMatches:  # the screen is being taken down (on exit)
+            pass
+        except Exception as exc:  # odd data must not take the dashboard down
+            self.log.error(f"cannot show Celery workers: {type(exc).__name__}: {exc}")
 
     # polling
 

@@ -33,14 +33,22 @@ from runtime.services import Services
     help="How many of the most recent runs to show.",
 )
 @click.option("--run", "run_id", metavar="RUN_ID", help="Open this run at start.")
-def dashboard(interval: float, limit: int, run_id: str | None) -> None:
+@click.option(
+    "--broker",
+    metavar="URL",
+    help="Redis URL of the Celery broker: the Workers view shows its workers live "
+    "[WTM_BROKER_URL].",
+)
+def dashboard(interval: float, limit: int, run_id: str | None, broker: str | None) -> None:
     """A live terminal dashboard of runs, steps, values, lineage, workers and plugins.
 
     Press ? in it for every key. Re-running a failed run looks for its pipeline
-    in manifests/*.yaml of the current folder.
+    in manifests/*.yaml of the current folder. With a broker (--broker or
+    WTM_BROKER_URL), the Workers view follows the Celery workers from Celery
+    events; a broker that goes away shows a banner and is reconnected.
     """
     try:
-        settings = Settings.load()
+        settings = Settings.load({"broker_url": broker})
     except ConfigError as exc:
         fail(str(exc))
     from tui.app import DashboardApp
@@ -51,6 +59,7 @@ def dashboard(interval: float, limit: int, run_id: str | None) -> None:
         limit=limit,
         workdir=Path.cwd(),
         open_run=run_id,
+        broker_url=settings.broker_url,
     )
     app.run()
 

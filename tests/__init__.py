@@ -1,0 +1,1 @@
+"""wtm test suite."""
