@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -175,8 +175,13 @@ class PipelineManifest:
     outputs: dict[str, Reference | JoinOutput]
     source: Located = field(repr=False, compare=False)
 
+    @cached_property
+    def _steps_by_id(self) -> dict[str, Step]:
+        return {s.id: s for s in self.steps}
+
     def step(self, step_id: str) -> Step:
-        return next(s for s in self.steps if s.id == step_id)
+        """The step with ID ``step_id`` (KeyError if there is none)."""
+        return self._steps_by_id[step_id]
 
 
 def load_manifest(path: str | Path, text: str | None = None) -> TaskManifest | PipelineManifest:

@@ -10,8 +10,10 @@ events on for Flower and the dashboard.
 
 from __future__ import annotations
 
+import functools
 import os
 
+import redis
 from celery import Celery
 
 from runtime.config import ConfigError, mask_url
@@ -34,19 +36,36 @@ class BrokerUnavailable(ConfigError):
     """The broker does not answer."""
 
 
+@functools.lru_cache(maxsize=8)
+def _redis_client(broker_url: str, timeout: float) -> redis.Redis:
+    return redis.Redis.from_url(broker_url, socket_connect_timeout=timeout, socket_timeout=timeout)
+
+
 def check_broker(broker_url: str, timeout: float = 3.0) -> None:
     """Raise :class:`BrokerUnavailable` (one line, no password) unless Redis answers a ping."""
-    import redis
-
     try:
-        redis.Redis.from_url(
-            broker_url, socket_connect_timeout=timeout, socket_timeout=timeout
-        ).ping()
+        _redis_client(broker_url, timeout).ping()
     except redis.RedisError as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise BrokerUnavailable(
             f"cannot reach the broker at {mask_url(broker_url)}: {reason}"
         ) from None
+
+
+def client_app(broker_url: str) -> Celery:
+    """The configured app this process submits runs with: one per broker and settings,
+    kept with its connection pools (a new app per run costs several milliseconds)."""
+    return _cached_app(
+        broker_url,
+        os.environ.get("WTM_VISIBILITY_TIMEOUT"),
+        os.environ.get("WTM_UNACKED_RESTORE_INTERVAL"),
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_app(broker_url: str, *settings: str | None) -> Celery:
+    """``make_app``, cached on the URL and the environment settings it reads."""
+    return make_app(broker_url)
 
 
 def make_app(broker_url: str) -> Celery:
@@ -75,7 +94,6 @@ def make_app(broker_url: str) -> Celery:
         broker_transport_options=transport,
         result_backend_transport_options=transport,
         result_expires=RESULT_EXPIRES,
-        result_extended=True,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_connection_retry_on_startup=True,
         task_send_sent_event=True,

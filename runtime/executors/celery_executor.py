@@ -9,6 +9,7 @@ submits, watches for cancellation, and records the run's outcome.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -16,18 +17,19 @@ from typing import Any
 
 from celery import chain, chord
 from celery.canvas import Signature
+from celery.exceptions import TimeoutError as ResultTimeout
 from celery.result import AsyncResult
 
 from runtime.config import ConfigError
-from runtime.executors.celery_app import check_broker, make_app
-from runtime.executors.celery_tasks import limits, merge, new_state, step
+from runtime.executors.celery_app import check_broker, client_app
+from runtime.executors.celery_tasks import merge, new_state, signature_options, step
 from runtime.executors.dataflow import reference_value
 from runtime.executors.session import RunSession
 from runtime.services import Services
 from runtime.values import encode
 
-POLL_SECONDS = 0.02
-CANCEL_CHECK_SECONDS = 0.5
+SWEEP_SECONDS = 0.5
+"""How often every pending run is checked for its end and for a cancellation."""
 
 
 def step_spec(session: RunSession, sid: str) -> dict[str, Any]:
@@ -70,7 +72,7 @@ def canvas(session: RunSession) -> Signature:
         for sid in stage:
             spec = step_spec(session, sid)
             signature = step.s(state, spec) if number == 0 else step.s(spec=spec)
-            members.append(signature.set(**limits(spec)))
+            members.append(signature.set(**signature_options(spec)))
         stages.append(members[0] if len(members) == 1 else chord(members, merge.s()))
     return chain(*stages)
 
@@ -89,7 +91,7 @@ class CeleryExecutor:
             )
         self.services = services
         check_broker(broker)
-        self.app = make_app(broker)
+        self.app = client_app(broker)
         visibility = self.app.conf.broker_transport_options["visibility_timeout"]
         self.visibility_timeout = float(visibility)
 
@@ -108,26 +110,25 @@ class CeleryExecutor:
     ) -> None:
         """Submit every run, then wait for each to end; Ctrl-C cancels them."""
         pending: dict[str, tuple[RunSession, AsyncResult]] = {}
-        with self.app.connection_for_write() as connection:
-            for session in sessions:
-                self.check_limits(session)
-                pending[session.run_id] = (
-                    session,
-                    canvas(session).apply_async(connection=connection),
-                )
-        next_check = time.monotonic() + CANCEL_CHECK_SECONDS
+        for session in sessions:
+            self.check_limits(session)
+            pending[session.run_id] = (session, canvas(session).apply_async())
+        next_sweep = time.monotonic() + SWEEP_SECONDS
         try:
             while pending:
+                _wait(next(iter(pending.values()))[1], SWEEP_SECONDS)
+                sweep = time.monotonic() >= next_sweep
                 for run_id, (session, result) in list(pending.items()):
                     if result.ready():
                         del pending[run_id]
                         self._finish(session, result, on_finished)
-                if time.monotonic() >= next_check:
-                    next_check = time.monotonic() + CANCEL_CHECK_SECONDS
+                    elif not sweep:
+                        break  # runs end about in the order sent: look further at sweeps
+                if sweep:
+                    next_sweep = time.monotonic() + SWEEP_SECONDS
                     for session, result in pending.values():
                         if session.cancelled_elsewhere():
                             _revoke(result)
-                time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:
             for session, result in pending.values():
                 self.services.metadata.update_run(session.run_id, status="cancelled")
@@ -149,9 +150,18 @@ class CeleryExecutor:
         else:
             session.abort(f"celery: {type(result.result).__name__}: {result.result}")
         result.forget()
+        # stop listening for it now, while the broker is surely up (not at garbage collection)
+        self.app.backend.remove_pending_result(result)
         session.finish()
         if on_finished:
             on_finished(session)
+
+
+def _wait(result: AsyncResult, timeout: float) -> None:
+    """Block until ``result`` is ready or ``timeout`` passes: the result backend's
+    pub/sub wakes us the moment the run's last task stores its result."""
+    with contextlib.suppress(ResultTimeout):
+        result.get(timeout=timeout, propagate=False, disable_sync_subtasks=False)
 
 
 def _revoke(result: AsyncResult) -> None:

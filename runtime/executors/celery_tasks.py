@@ -165,7 +165,7 @@ def _fan_out(
             spec,
             index,
             {**inputs, foreach["port"]: encode(part, access, spec["threshold"]).to_json()},
-        ).set(**limits(spec))
+        ).set(**signature_options(spec, index))
         for index, part in enumerate(parts)
     ]
     raise task.replace(chord(header, gather_chunks.s(state, spec)))
@@ -228,7 +228,15 @@ def merge(states: list[dict[str, Any]]) -> dict[str, Any]:
     return merge_states(states)
 
 
-def limits(spec: dict[str, Any]) -> dict[str, float]:
-    """Celery's hard time limit for a step: the manifest timeout plus a grace period."""
+def signature_options(spec: dict[str, Any], item: int | None = None) -> dict[str, Any]:
+    """Celery options of a step's task: the hard time limit (the manifest timeout plus a
+    grace period), and short argument reprs naming the run and step, so task events,
+    logs and Flower stay readable and cheap however large the run's state grows."""
+    where = f"run {spec['run_id']} step {spec['step_id']}"
+    if item is not None:
+        where += f" chunk {item}"
+    options: dict[str, Any] = {"argsrepr": f"({where})", "kwargsrepr": "{}"}
     timeout = spec["pin"].get("timeout")
-    return {"time_limit": timeout + HARD_LIMIT_GRACE} if timeout else {}
+    if timeout:
+        options["time_limit"] = timeout + HARD_LIMIT_GRACE
+    return options

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from runtime import ids
@@ -172,16 +173,16 @@ class RunSession:
         current = self.services.metadata.get_run(self.run_id)
         return current is not None and current.status == "cancelled"
 
+    @cached_property
+    def _foreach_steps(self) -> tuple[str, ...]:
+        return tuple(s.id for s in self.graph.pipeline.steps if s.foreach)
+
     def _after(self, calls: list[StepCall]) -> list[StepCall]:
         for call in calls:
             self.invocations[call.step_id] = self.invocations.get(call.step_id, 0) + 1
             self.first_start.setdefault(call.step_id, utc_now())
-        for sid, state in self.scheduler.state.items():
-            if (
-                state == "succeeded"
-                and self.graph.pipeline.step(sid).foreach
-                and sid not in self.invocations
-            ):
+        for sid in self._foreach_steps:
+            if self.scheduler.state[sid] == "succeeded" and sid not in self.invocations:
                 self.invocations[sid] = 0
                 self._record_gathered(sid)
         return calls
