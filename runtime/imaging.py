@@ -8,6 +8,7 @@ need the ``faces`` extra, so numpy and Pillow are imported at the top.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 
@@ -20,6 +21,8 @@ DEFAULT_MAX_PIXELS = 50_000_000
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 _HIGH_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _BACKGROUND = (255, 255, 255)
+RECENT_IMAGES = 4
+"""How many decoded images each process keeps (least recently used out first)."""
 
 
 class ImageError(ValueError):
@@ -37,9 +40,35 @@ def load_image(path: str | os.PathLike[str], limit: int | None = None) -> NDArra
     Alpha is composited onto white, 16-bit samples are scaled to 8 bits, palette
     and grayscale images are expanded. Raises :class:`ImageError` for anything
     that is not a readable image of at most ``limit`` pixels.
+
+    The array is read-only: the last few decoded files are kept per process, keyed
+    by path, size, inode and modification time, because a per-face fan-out reads
+    the same image once per face (decoding a 1080x720 PNG takes about 18 ms).
     """
-    name = _one_line(os.fspath(path))
     limit = max_pixels() if limit is None else limit
+    try:
+        stat = os.stat(path)
+    except OSError:
+        stat = None
+    if stat is None:
+        return _decode(path, limit)
+    return _decode_recent(
+        os.path.realpath(path), stat.st_size, stat.st_ino, stat.st_mtime_ns, limit
+    )
+
+
+@functools.lru_cache(maxsize=RECENT_IMAGES)
+def _decode_recent(
+    path: str, size: int, inode: int, mtime_ns: int, limit: int
+) -> NDArray[np.uint8]:
+    """:func:`_decode`, read-only, for a file as it is now (the key names its version)."""
+    image = _decode(path, limit)
+    image.flags.writeable = False
+    return image
+
+
+def _decode(path: str | os.PathLike[str], limit: int) -> NDArray[np.uint8]:
+    name = _one_line(os.fspath(path))
     try:
         with Image.open(path, formats=FORMATS) as image:
             width, height = image.size

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from celery import chain, chord
+from celery import Celery, chain, chord
 from celery.canvas import Signature
 from celery.exceptions import TimeoutError as ResultTimeout
 from celery.result import AsyncResult
@@ -63,18 +63,23 @@ def step_spec(session: RunSession, sid: str) -> dict[str, Any]:
     }
 
 
-def canvas(session: RunSession) -> Signature:
-    """The run as ``chain(stage, chord([...], merge), ...)``."""
+def canvas(session: RunSession, app: Celery) -> Signature:
+    """The run as ``chain(stage, chord([...], merge), ...)``, bound to ``app`` (its broker
+    and result backend, whichever app of this process was made last)."""
     state = new_state({vid: ref.to_json() for vid, ref in session.scheduler.values.items()})
     stages: list[Signature] = []
     for number, stage in enumerate(session.graph.stages):
         members = []
         for sid in stage:
             spec = step_spec(session, sid)
-            signature = step.s(state, spec) if number == 0 else step.s(spec=spec)
+            args, kwargs = ((state, spec), {}) if number == 0 else ((), {"spec": spec})
+            signature = app.signature(step.name, args=args, kwargs=kwargs)
             members.append(signature.set(**signature_options(spec)))
-        stages.append(members[0] if len(members) == 1 else chord(members, merge.s()))
-    return chain(*stages)
+        if len(members) == 1:
+            stages.append(members[0])
+        else:
+            stages.append(chord(members, app.signature(merge.name), app=app))
+    return chain(*stages, app=app)
 
 
 class CeleryExecutor:
@@ -112,7 +117,7 @@ class CeleryExecutor:
         pending: dict[str, tuple[RunSession, AsyncResult]] = {}
         for session in sessions:
             self.check_limits(session)
-            pending[session.run_id] = (session, canvas(session).apply_async())
+            pending[session.run_id] = (session, canvas(session, self.app).apply_async())
         next_sweep = time.monotonic() + SWEEP_SECONDS
         try:
             while pending:
@@ -150,8 +155,7 @@ class CeleryExecutor:
         else:
             session.abort(f"celery: {type(result.result).__name__}: {result.result}")
         result.forget()
-        # stop listening for it now, while the broker is surely up (not at garbage collection)
-        self.app.backend.remove_pending_result(result)
+        release_results(result)
         session.finish()
         if on_finished:
             on_finished(session)
@@ -162,6 +166,23 @@ def _wait(result: AsyncResult, timeout: float) -> None:
     pub/sub wakes us the moment the run's last task stores its result."""
     with contextlib.suppress(ResultTimeout):
         result.get(timeout=timeout, propagate=False, disable_sync_subtasks=False)
+
+
+def release_results(result: AsyncResult) -> None:
+    """Stop following a finished run's results: the backend keeps chord members it was
+    told to watch until then, and would otherwise unsubscribe them at garbage collection,
+    when the broker may be gone (a reconnect loop in a ``__del__``)."""
+    backend = result.backend
+    pending = getattr(backend, "_pending_results", None)  # Redis backend: (concrete, weak)
+    node: Any = result
+    while node is not None:
+        for member in [node, *(getattr(node, "results", None) or ())]:
+            # the backend may hold other objects of the same task ID (a chord's own
+            # GroupResult made when it was sent): release those too
+            waiters = [] if pending is None else pending[0].get(member.id, {}).values()
+            for waiter in [member, *waiters]:
+                backend.remove_pending_result(waiter)
+        node = node.parent
 
 
 def _revoke(result: AsyncResult) -> None:

@@ -156,26 +156,25 @@ def _fan_out(
 ) -> dict[str, Any]:
     foreach, access = spec["foreach"], services().access
     items = decode(ValueRef.from_json(state["values"][foreach["from"]]), access)
-    parts = chunks(items, foreach["chunk"])
+    parts = [
+        {**inputs, foreach["port"]: encode(part, access, spec["threshold"]).to_json()}
+        for part in chunks(items, foreach["chunk"])
+    ]
     state = {**state, "started": {**state["started"], spec["step_id"]: utc_now()}}
-    if not parts:
-        return gather_chunks([], state, spec)
+    if len(parts) <= 1:  # run it here: a chord of one chunk would cost two more tasks
+        return gather_chunks([_run_chunk(task, spec, 0, part) for part in parts], state, spec)
     header = [
-        chunk.s(
-            spec,
-            index,
-            {**inputs, foreach["port"]: encode(part, access, spec["threshold"]).to_json()},
-        ).set(**signature_options(spec, index))
+        chunk.s(spec, index, part).set(**signature_options(spec, index))
         for index, part in enumerate(parts)
     ]
     raise task.replace(chord(header, gather_chunks.s(state, spec)))
 
 
-@shared_task(bind=True, name="wtm.chunk")
-def chunk(
-    self: Task, spec: dict[str, Any], item: int, inputs: dict[str, dict[str, Any]]
+def _run_chunk(
+    task: Task, spec: dict[str, Any], item: int, inputs: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
-    """One foreach chunk: its outputs and time, or the reason it failed."""
+    """Chunk ``item`` of a foreach step, run by ``task``: its outputs and time, or the
+    reason it failed (after the retries of ``task``)."""
     call = StepCall(
         spec["run_id"],
         spec["step_id"],
@@ -183,12 +182,20 @@ def chunk(
         _pin(spec),
         inputs,
         spec["edges"],
-        self.request.retries + 1,
+        task.request.retries + 1,
     )
     try:
-        return _attempt(self, call).to_json()
+        return _attempt(task, call).to_json()
     except StepFailed as exc:
         return {"failed": str(exc)}
+
+
+@shared_task(bind=True, name="wtm.chunk")
+def chunk(
+    self: Task, spec: dict[str, Any], item: int, inputs: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """One foreach chunk of several: its outputs and time, or the reason it failed."""
+    return _run_chunk(self, spec, item, inputs)
 
 
 @shared_task(name="wtm.gather")

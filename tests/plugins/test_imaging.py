@@ -147,3 +147,29 @@ def test_samples_are_rgb_and_exported_once(tmp_path: Path, samples: dict[str, Pa
     assert first.read_bytes() == samples["rocket"].read_bytes()
     with pytest.raises(KeyError, match="unknown sample"):
         sample_path("nobody", tmp_path)
+
+
+def test_a_file_read_again_is_decoded_once_and_read_only(tmp_path: Path) -> None:
+    path = _save(tmp_path, "a.png", Image.fromarray(_gradient()))
+    first, again = load_image(path), load_image(path)
+    assert again is first
+    assert not first.flags.writeable
+    with pytest.raises(ValueError):
+        first[0, 0, 0] = 1
+
+
+def test_a_rewritten_file_is_decoded_anew(tmp_path: Path) -> None:
+    path = _save(tmp_path, "a.png", Image.fromarray(_gradient()))
+    before = load_image(path)
+    Image.fromarray(255 - _gradient()).save(path)
+    after = load_image(path)
+    assert np.array_equal(after, 255 - _gradient())
+    assert np.array_equal(before, _gradient())
+
+
+def test_a_refused_image_is_refused_every_time(tmp_path: Path) -> None:
+    path = _save(tmp_path, "a.png", Image.fromarray(_gradient()))
+    for _ in range(2):
+        with pytest.raises(ImageError, match="refused"):
+            load_image(path, limit=100)
+    assert load_image(path).shape == (40, 60, 3)

@@ -125,7 +125,7 @@ async def test_store_error_shows_banner_and_retries(bench: Bench) -> None:
         assert state["opens"] >= 1
         state["broken"] = False
         await until(pilot, lambda: runs_screen(app).table.row_count == 1, what="recovery")
-        assert "store error" not in screen_text(app)
+        await until(pilot, lambda: "store error" not in screen_text(app), what="banner hidden")
         state["broken"] = True
         await until(pilot, lambda: "database disk image is malformed" in screen_text(app))
         assert runs_screen(app).table.row_count == 1, "the last data stays on screen"

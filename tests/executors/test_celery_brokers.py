@@ -1,0 +1,46 @@
+"""One client process, two brokers: each run goes to its executor's broker and backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runtime.config import Settings
+from runtime.execute import execute, prepare
+from runtime.executors.celery_app import client_app
+from runtime.services import Services
+
+pytestmark = pytest.mark.celery
+
+DIAMOND = """\
+apiVersion: wtm/v1
+kind: Pipeline
+name: two_brokers
+version: 1.0.0
+steps:
+  - {id: "001", task: add, with: {a: 1, b: 2}}
+  - {id: "002", task: add, with: {a: $001.sum, b: 10}}
+  - {id: "003", task: add, with: {a: $001.sum, b: 20}}
+outputs:
+  left: $002.sum
+  right: $003.sum
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_run_uses_its_executors_broker_after_another_app_was_made(
+    celery_worker: tuple[str, Path], tmp_path: Path
+) -> None:
+    broker, home = celery_worker
+    elsewhere = broker.rsplit("/", 1)[0] + "/7"  # no worker listens on this database
+    path = tmp_path / "diamond.yaml"
+    path.write_text(DIAMOND)
+    with Services.open(Settings.load({"home": str(home)})) as services:
+        checked, pins = prepare(services, path)
+        client_app(broker)
+        client_app(elsewhere)  # made last: Celery's current app, with no worker behind it
+        [session] = execute(services, checked, pins, [{}], executor="celery", broker_url=broker)
+        assert session.result is not None
+        assert session.result["processing_summary"]["status"] == "succeeded"
+        assert {k: session.result[k] for k in ("left", "right")} == {"left": 13, "right": 23}
