@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import statistics
 import time
 from collections.abc import Callable
@@ -50,9 +51,132 @@ def machine() -> dict[str, Any]:
     }
 
 
-def save(name: str, rows: list[dict[str, Any]]) -> Path:
-    """Write results with machine info to bench/results/NAME.json."""
+def save(name: str, rows: list[dict[str, Any]], **extra: Any) -> Path:
+    """Write results with machine info (and ``extra`` fields) to bench/results/NAME.json."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2) + "\n")
+    document = {"machine": machine(), **extra, "rows": rows}
+    path.write_text(json.dumps(document, indent=2) + "\n")
     return path
+
+
+# --- shared by bench.overhead, bench.faces and python -m bench -------------------------
+
+
+def interleaved_raw(
+    fns: dict[str, Callable[[], object]], repeat: int = 5, warmup: bool = True
+) -> dict[str, list[float]]:
+    """Like :func:`interleaved`, but every time (seconds) of each function; warm-up optional."""
+    if warmup:
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def result_row(
+    bench: str,
+    case: str,
+    unit: str,
+    baseline_name: str,
+    baseline: float | None,
+    wtm_name: str,
+    wtm: float | None,
+    *,
+    target: str = "",
+    met: bool | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One line of the summary table; ``ratio`` is always wtm / baseline in ``unit``
+    (for times above 1 means wtm is slower, for rates it means wtm is faster)."""
+    ratio = wtm / baseline if baseline and wtm is not None else None
+    return {
+        "bench": bench,
+        "case": case,
+        "unit": unit,
+        "baseline_name": baseline_name,
+        "baseline": baseline,
+        "wtm_name": wtm_name,
+        "wtm": wtm,
+        "ratio": None if ratio is None else round(ratio, 3),
+        "target": target,
+        "met": met,
+        **extra,
+    }
+
+
+def figure(value: float | None) -> str:
+    """``value`` with about three significant digits; ``-`` for None."""
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    if abs(value) >= 0.1:
+        return f"{value:.2f}"
+    return f"{value:.4f}"
+
+
+def print_table(rows: list[dict[str, Any]], title: str) -> None:
+    """The one summary table: case, baseline, wtm, ratio, target, met?"""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for column in ("case", "baseline", "wtm", "ratio", "target", "met?"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        unit = row["unit"]
+        met = row["met"]
+        table.add_row(
+            f"{row['bench']}: {row['case']}",
+            f"{figure(row['baseline'])} {unit}  {row['baseline_name']}",
+            f"{figure(row['wtm'])} {unit}  {row['wtm_name']}",
+            "-" if row["ratio"] is None else f"{row['ratio']:.2f}x",
+            row["target"] or "-",
+            "-" if met is None else ("[green]yes[/]" if met else "[red]NO[/]"),
+        )
+    Console(width=200).print(table)
+
+
+def start_wtm_worker(
+    broker: str,
+    env: dict[str, str],
+    log: Path,
+    concurrency: int,
+    name: str,
+    preload: tuple[str, ...] = ("bench.rawcelery",),
+) -> Any:
+    """The unchanged ``wtm worker`` command in a process that first imports ``preload``
+    (raw Celery tasks registered on the same app and pool); returned once it answers a ping."""
+    import subprocess
+    import sys
+
+    from runtime.executors.celery_app import make_app
+    from tests.services import stop_worker
+
+    code = "".join(f"import {m}; " for m in preload) + "from runtime.cli import main; main()"
+    handle = open(log, "ab")  # noqa: SIM115 - owned by the process
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, "worker", "-c", str(concurrency), "-n", f"{name}@%h"],
+        env={**os.environ, **env, "WTM_BROKER_URL": broker},
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    app = make_app(broker)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited: {log.read_text()[-2000:]}")
+        if app.control.ping(destination=[f"{name}@{socket.gethostname()}"], timeout=0.5):
+            return process
+    stop_worker(process)
+    raise RuntimeError(f"worker did not answer: {log.read_text()[-2000:]}")
