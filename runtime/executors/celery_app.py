@@ -10,11 +10,14 @@ events on for Flower and the dashboard.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+from collections.abc import Iterator
 
 import redis
 from celery import Celery
+from kombu import Producer
 
 from runtime.config import ConfigError, mask_url
 
@@ -102,3 +105,17 @@ def make_app(broker_url: str) -> Celery:
         worker_hijack_root_logger=False,
     )
     return app
+
+
+@contextlib.contextmanager
+def batched_publishing(app: Celery) -> Iterator[Producer]:
+    """A producer whose messages go to Redis in pipelined batches, flushed on exit.
+
+    Publishing one message per round trip is what limits a wide fan-out; kombu's
+    ``Producer.batch`` (kombu 5.7) buffers them. Where kombu or the connection cannot
+    batch safely, messages are published at once as usual.
+    """
+    with app.producer_or_acquire() as producer:
+        batch = getattr(producer, "batch", None)
+        with batch() if batch is not None else contextlib.nullcontext():
+            yield producer

@@ -21,7 +21,7 @@ from celery.exceptions import TimeoutError as ResultTimeout
 from celery.result import AsyncResult
 
 from runtime.config import ConfigError
-from runtime.executors.celery_app import check_broker, client_app
+from runtime.executors.celery_app import batched_publishing, check_broker, client_app
 from runtime.executors.celery_tasks import merge, new_state, signature_options, step
 from runtime.executors.dataflow import reference_value
 from runtime.executors.session import RunSession
@@ -117,7 +117,10 @@ class CeleryExecutor:
         pending: dict[str, tuple[RunSession, AsyncResult]] = {}
         for session in sessions:
             self.check_limits(session)
-            pending[session.run_id] = (session, canvas(session, self.app).apply_async())
+        with batched_publishing(self.app) as producer:
+            for session in sessions:
+                result = canvas(session, self.app).apply_async(producer=producer)
+                pending[session.run_id] = (session, result)
         next_sweep = time.monotonic() + SWEEP_SECONDS
         try:
             while pending:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Task, chord, shared_task
+from celery import Signature, Task, chord, shared_task
+from celery.exceptions import Ignore
 from celery.signals import worker_process_init
 
 from runtime import ids
 from runtime.config import Settings
 from runtime.executors.calls import WHOLE, StepCall, StepResult, TaskPin
+from runtime.executors.celery_app import batched_publishing
 from runtime.executors.dataflow import chunks, gather
 from runtime.executors.records import mark_step, record_gathered
 from runtime.executors.runner import StepFailed, run_call
@@ -132,7 +134,16 @@ def _attempt(task: Task, call: StepCall) -> StepResult:
         raise
 
 
-@shared_task(bind=True, name="wtm.step")
+class StepTask(Task):
+    """A step task; a foreach step replaces itself with a chord published in one batch."""
+
+    def on_replace(self, sig: Signature) -> None:
+        with batched_publishing(self.app) as producer:
+            sig.apply_async(producer=producer)
+        raise Ignore("Replaced by new task")
+
+
+@shared_task(bind=True, name="wtm.step", base=StepTask)
 def step(self: Task, state: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     """Run one step of a run (or fan a foreach step out), returning the updated state."""
     stopped = _stopped(state, spec)
