@@ -1,14 +1,15 @@
-"""One client process, two brokers: each run goes to its executor's broker and backend."""
+"""The Celery client side: runs go to their executor's broker; publishing is batched."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import redis
 
 from runtime.config import Settings
 from runtime.execute import execute, prepare
-from runtime.executors.celery_app import client_app
+from runtime.executors.celery_app import batched_publishing, client_app
 from runtime.services import Services
 
 pytestmark = pytest.mark.celery
@@ -44,3 +45,19 @@ def test_a_run_uses_its_executors_broker_after_another_app_was_made(
         assert session.result is not None
         assert session.result["processing_summary"]["status"] == "succeeded"
         assert {k: session.result[k] for k in ("left", "right")} == {"left": 13, "right": 23}
+
+
+def test_batched_publishing_sends_every_message_when_the_batch_ends(
+    celery_worker: tuple[str, Path],
+) -> None:
+    broker, _ = celery_worker
+    queue = "wtm-test-batched"  # no worker consumes it
+    lists = redis.Redis.from_url(broker)
+    lists.delete(queue)
+    app = client_app(broker)
+    with batched_publishing(app) as producer:
+        for number in range(5):
+            app.send_task("raw.noop", args=([number],), queue=queue, producer=producer)
+        assert lists.llen(queue) == 0, "published before the batch ended"
+    assert lists.llen(queue) == 5
+    lists.delete(queue)
