@@ -178,7 +178,8 @@ def _fan_out(
         chunk.s(spec, index, part).set(**signature_options(spec, index))
         for index, part in enumerate(parts)
     ]
-    raise task.replace(chord(header, gather_chunks.s(state, spec)))
+    gather_ = gather_chunks.s(state, spec).set(priority=spec.get("priority"))
+    raise task.replace(chord(header, gather_))
 
 
 def _run_chunk(
@@ -247,13 +248,18 @@ def merge(states: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def signature_options(spec: dict[str, Any], item: int | None = None) -> dict[str, Any]:
-    """Celery options of a step's task: the hard time limit (the manifest timeout plus a
-    grace period), and short argument reprs naming the run and step, so task events,
-    logs and Flower stay readable and cheap however large the run's state grows."""
+    """Celery options of a step's task: its stage's priority, the hard time limit (the
+    manifest timeout plus a grace period), and short argument reprs naming the run and
+    step, so task events, logs and Flower stay readable and cheap however large the run's
+    state grows."""
     where = f"run {spec['run_id']} step {spec['step_id']}"
     if item is not None:
         where += f" chunk {item}"
-    options: dict[str, Any] = {"argsrepr": f"({where})", "kwargsrepr": "{}"}
+    options: dict[str, Any] = {
+        "argsrepr": f"({where})",
+        "kwargsrepr": "{}",
+        "priority": spec.get("priority"),
+    }
     timeout = spec["pin"].get("timeout")
     if timeout:
         options["time_limit"] = timeout + HARD_LIMIT_GRACE

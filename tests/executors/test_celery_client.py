@@ -61,3 +61,40 @@ def test_batched_publishing_sends_every_message_when_the_batch_ends(
         assert lists.llen(queue) == 0, "published before the batch ended"
     assert lists.llen(queue) == 5
     lists.delete(queue)
+
+
+CHAIN = """\
+apiVersion: wtm/v1
+kind: Pipeline
+name: two_stages
+version: 1.0.0
+steps:
+  - {id: "001", task: sleep, with: {seconds: 0.1}}
+  - {id: "002", task: sleep, with: {seconds: 0.1, after: $001.slept}}
+outputs:
+  slept: $002.slept
+"""
+
+
+@pytest.mark.timeout(120)
+def test_the_runs_of_a_batch_finish_one_after_another(
+    celery_worker: tuple[str, Path], tmp_path: Path
+) -> None:
+    """Later stages go first: the first run ends before the last run starts, rather than
+    every run waiting for every first stage (FIFO)."""
+    broker, home = celery_worker
+    path = tmp_path / "chain.yaml"
+    path.write_text(CHAIN)
+    with Services.open(Settings.load({"home": str(home)})) as services:
+        checked, pins = prepare(services, path)
+        sessions = execute(services, checked, pins, [{}] * 8, executor="celery", broker_url=broker)
+        assert all(
+            s.result and s.result["processing_summary"]["status"] == "succeeded" for s in sessions
+        )
+        steps = {
+            s.run_id: {r.step_id: r for r in services.metadata.list_steps(s.run_id)}
+            for s in sessions
+        }
+    first, last = steps[sessions[0].run_id], steps[sessions[-1].run_id]
+    assert first["002"].finished_at is not None and last["001"].started_at is not None
+    assert first["002"].finished_at < last["001"].started_at
