@@ -23,8 +23,9 @@ from celery.result import AsyncResult
 from runtime.config import ConfigError
 from runtime.executors.celery_app import batched_publishing, check_broker, client_app
 from runtime.executors.celery_tasks import merge, new_state, signature_options, step
-from runtime.executors.dataflow import reference_value
+from runtime.executors.dataflow import outputs_spec, reference_value
 from runtime.executors.session import RunSession
+from runtime.graph import PipelineGraph
 from runtime.services import Services
 from runtime.values import encode
 
@@ -38,8 +39,23 @@ def stage_priority(stage: int) -> int:
     return max(0, 9 - 3 * stage)
 
 
-def step_spec(session: RunSession, sid: str, stage: int = 0) -> dict[str, Any]:
-    """Everything a worker needs to run step ``sid`` (of stage ``stage``), as JSON."""
+def kept_after(graph: PipelineGraph) -> list[list[str]]:
+    """For each stage, the value IDs that later stages or the pipeline outputs read: all
+    the state must carry on from there."""
+    outputs = outputs_spec(graph.pipeline)
+    reads = {o["ref"] for o in outputs.values() if "ref" in o}
+    reads |= {vid for o in outputs.values() if "from" in o for vid in o["from"].values()}
+    kept: list[list[str]] = []
+    for stage in reversed(graph.stages):
+        kept.append(sorted(reads))
+        for sid in stage:
+            reads |= {reference_value(ref) for ref, _ in graph.pipeline.step(sid).references()}
+    return kept[::-1]
+
+
+def step_spec(session: RunSession, sid: str, stage: int, keep: list[str]) -> dict[str, Any]:
+    """Everything a worker needs to run step ``sid`` of stage ``stage``, as JSON; ``keep``:
+    the values the run's state carries on after the stage."""
     graph, pin = session.graph, session.scheduler.pins[sid]
     step_ = graph.pipeline.step(sid)
     threshold = session.services.settings.inline_threshold
@@ -67,6 +83,7 @@ def step_spec(session: RunSession, sid: str, stage: int = 0) -> dict[str, Any]:
         "needs": sorted(graph.deps[sid]),
         "threshold": threshold,
         "priority": stage_priority(stage),
+        "keep": keep,
     }
 
 
@@ -75,10 +92,11 @@ def canvas(session: RunSession, app: Celery) -> Signature:
     and result backend, whichever app of this process was made last)."""
     state = new_state({vid: ref.to_json() for vid, ref in session.scheduler.values.items()})
     stages: list[Signature] = []
+    kept = kept_after(session.graph)
     for number, stage in enumerate(session.graph.stages):
         members = []
         for sid in stage:
-            spec = step_spec(session, sid, number)
+            spec = step_spec(session, sid, number, kept[number])
             args, kwargs = ((state, spec), {}) if number == 0 else ((), {"spec": spec})
             signature = app.signature(step.name, args=args, kwargs=kwargs)
             members.append(signature.set(**signature_options(spec)))

@@ -50,6 +50,7 @@ def new_state(values: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The state a run starts with: its pipeline inputs."""
     return {
         "values": values,
+        "done": [],
         "failed": {},
         "skipped": [],
         "cancelled": [],
@@ -65,7 +66,7 @@ def merge_states(states: list[dict[str, Any]]) -> dict[str, Any]:
     for state in states:
         for key in ("values", "failed", "seconds", "invocations", "started"):
             merged[key].update(state[key])
-        for key in ("skipped", "cancelled"):
+        for key in ("done", "skipped", "cancelled"):
             merged[key] += [s for s in state[key] if s not in merged[key]]
     return merged
 
@@ -109,14 +110,24 @@ def _inputs(state: dict[str, Any], spec: dict[str, Any]) -> dict[str, dict[str, 
 
 
 def _add(
-    state: dict[str, Any], sid: str, outputs: dict[str, ValueRef], seconds: float, invocations: int
+    state: dict[str, Any],
+    spec: dict[str, Any],
+    outputs: dict[str, ValueRef],
+    seconds: float,
+    invocations: int,
 ) -> dict[str, Any]:
-    values = dict(state["values"])
+    """The state with step ``spec``'s outputs, keeping only the values later stages or the
+    pipeline outputs read (``spec["keep"]``): messages stay small however long the chain."""
+    sid, keep = spec["step_id"], set(spec["keep"])
+    values = {vid: ref for vid, ref in state["values"].items() if vid in keep}
     for port, ref in outputs.items():
-        values[ids.output_value(sid, port)] = ref.to_json()
+        vid = ids.output_value(sid, port)
+        if vid in keep:
+            values[vid] = ref.to_json()
     return {
         **state,
         "values": values,
+        "done": [*state["done"], sid],
         "seconds": {**state["seconds"], sid: seconds},
         "invocations": {**state["invocations"], sid: invocations},
     }
@@ -159,7 +170,7 @@ def step(self: Task, state: dict[str, Any], spec: dict[str, Any]) -> dict[str, A
         result = _attempt(self, call)
     except StepFailed as exc:
         return {**state, "failed": {**state["failed"], sid: str(exc)}}
-    return _add(state, sid, result.output_refs(), result.seconds, 1)
+    return _add(state, spec, result.output_refs(), result.seconds, 1)
 
 
 def _fan_out(
@@ -238,7 +249,7 @@ def gather_chunks(
         seconds,
         state["started"].get(sid),
     )
-    return _add(state, sid, outputs, seconds, len(done))
+    return _add(state, spec, outputs, seconds, len(done))
 
 
 @shared_task(name="wtm.merge")

@@ -147,7 +147,6 @@ class RunSession:
         scheduler = self.scheduler
         scheduler.values.update({k: ValueRef.from_json(v) for k, v in state["values"].items()})
         for sid in scheduler.state:
-            outputs = [ids.output_value(sid, p) for p in self.graph.tasks[sid].outputs]
             if sid in state["failed"]:
                 scheduler.state[sid] = "failed"
                 scheduler.errors[sid] = state["failed"][sid]
@@ -155,7 +154,7 @@ class RunSession:
                 scheduler.state[sid] = "skipped"
             elif sid in state["cancelled"]:
                 scheduler.state[sid] = "cancelled"
-            elif all(o in scheduler.values for o in outputs):
+            elif sid in state["done"]:
                 scheduler.state[sid] = "succeeded"
         self.step_seconds.update(state["seconds"])
         self.invocations.update(state["invocations"])

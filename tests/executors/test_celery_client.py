@@ -98,3 +98,43 @@ def test_the_runs_of_a_batch_finish_one_after_another(
     first, last = steps[sessions[0].run_id], steps[sessions[-1].run_id]
     assert first["002"].finished_at is not None and last["001"].started_at is not None
     assert first["002"].finished_at < last["001"].started_at
+
+
+SKIPPING = """\
+apiVersion: wtm/v1
+kind: Pipeline
+name: skipping
+version: 1.0.0
+inputs:
+  x: {schema: {type: number}}
+steps:
+  - {id: "001", task: add, with: {a: $inputs.x, b: 1}}
+  - {id: "002", task: add, with: {a: $001.sum, b: 10}}
+  - {id: "003", task: add, with: {a: $002.sum, b: $inputs.x}}
+  - {id: "004", task: add, with: {a: $003.sum, b: $001.sum}}
+outputs:
+  first: $001.sum
+  last: $004.sum
+"""
+
+
+def test_values_read_stages_later_travel_through_the_stages_between(
+    celery_worker: tuple[str, Path], tmp_path: Path
+) -> None:
+    """The state drops values nothing later reads; what a later step or an output reads
+    (an input read at stage 3, a stage-1 output read at stage 4 and by the outputs) stays."""
+    broker, home = celery_worker
+    path = tmp_path / "skipping.yaml"
+    path.write_text(SKIPPING)
+    with Services.open(Settings.load({"home": str(home)})) as services:
+        checked, pins = prepare(services, path)
+        [session] = execute(
+            services, checked, pins, [{"x": 5}], executor="celery", broker_url=broker
+        )
+    assert session.result is not None
+    assert session.result["processing_summary"]["status"] == "succeeded"
+    # 001: 6, 002: 16, 003: 21, 004: 27
+    assert (session.result["first"], session.result["last"]) == (6, 27)
+    assert all(
+        s["status"] == "succeeded" for s in session.result["processing_summary"]["steps"].values()
+    )
