@@ -20,6 +20,7 @@ from celery.canvas import Signature
 from celery.exceptions import TimeoutError as ResultTimeout
 from celery.result import AsyncResult
 
+from runtime import ids
 from runtime.config import ConfigError
 from runtime.executors.celery_app import batched_publishing, check_broker, client_app
 from runtime.executors.celery_tasks import merge, new_state, signature_options, step
@@ -48,7 +49,8 @@ def kept_after(graph: PipelineGraph) -> list[list[str]]:
     kept: list[list[str]] = []
     for stage in reversed(graph.stages):
         kept.append(sorted(reads))
-        for sid in stage:
+        for sid in stage:  # before this stage its outputs do not exist; its inputs must
+            reads -= {ids.output_value(sid, port) for port in graph.tasks[sid].outputs}
             reads |= {reference_value(ref) for ref, _ in graph.pipeline.step(sid).references()}
     return kept[::-1]
 
