@@ -16,28 +16,9 @@ from typing import Any
 RESULTS = Path(__file__).parent / "results"
 
 
-def median_seconds(fn: Callable[[], object], repeat: int = 5) -> float:
-    """Median wall time of ``fn`` over ``repeat`` calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def interleaved(fns: dict[str, Callable[[], object]], repeat: int = 5) -> dict[str, float]:
     """Median times of several functions measured in alternation (fair on a noisy machine)."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {name: statistics.median(t) for name, t in interleaved_raw(fns, repeat).items()}
 
 
 def machine() -> dict[str, Any]:
@@ -58,9 +39,6 @@ def save(name: str, rows: list[dict[str, Any]], **extra: Any) -> Path:
     document = {"machine": machine(), **extra, "rows": rows}
     path.write_text(json.dumps(document, indent=2) + "\n")
     return path
-
-
-# --- shared by bench.overhead, bench.faces and python -m bench -------------------------
 
 
 def interleaved_raw(

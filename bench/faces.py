@@ -15,7 +15,7 @@ reading the image file as the hooks do) and merging the faces by ``face_id``.
     loaded, idle and under the batch (from /proc; see ``bench.memory``); target: every
     worker process under 400 MB.
 
-Run: ``python -m bench faces`` (or ``python -m bench.faces``).
+Run: ``python -m bench faces``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import memory
-from bench.common import interleaved_raw, result_row, save, start_wtm_worker
+from bench.common import interleaved_raw, result_row, start_wtm_worker
 from bench.face_models import model_module
 from bench.overhead import Env, environment, local_runs, succeeded
 from runtime.execute import execute
@@ -283,15 +283,3 @@ def memory_rows(
             pss=round(sampler.max_sum_pss, 1),
         ),
     ]
-
-
-def main() -> None:
-    from bench.common import print_table
-
-    rows = run()
-    print_table(rows, "bench/faces")
-    save("faces", rows)
-
-
-if __name__ == "__main__":
-    main()

@@ -12,7 +12,7 @@
 Shapes: ``1 step``; ``3-diamond`` (a, then b and c reading a: ``a | chord([b, c], join)``);
 ``100 wide`` (100 independent steps: one chord); ``100 deep`` (a chain of 100).
 
-Run: ``python -m bench overhead`` (or ``python -m bench.overhead``).
+Run: ``python -m bench overhead``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 
 from celery import chain, chord, group
 
-from bench.common import interleaved_raw, result_row, save
+from bench.common import interleaved_raw, result_row
 from runtime.config import Settings
 from runtime.execute import execute, prepare
 from runtime.executors.celery_app import make_app
@@ -405,15 +405,3 @@ def run(repeat: int = 7, fanout: int = 2000, fanout_repeat: int = 3) -> list[dic
     for row in rows:
         row["bench_seconds"] = round(time.perf_counter() - started, 1)
     return rows
-
-
-def main() -> None:
-    from bench.common import print_table
-
-    rows = run()
-    print_table(rows, "bench/overhead")
-    save("overhead", rows)
-
-
-if __name__ == "__main__":
-    main()

@@ -179,3 +179,15 @@ def value_view(record: ValueRecord, loaded: Any = None, is_loaded: bool = False)
         head.append(f"\nloaded from {record.uri}", style="dim")
     body = value_body(loaded if record.uri else record.value)
     return Group(head, Text(""), body)
+
+
+def ago(seconds: float | None) -> str:
+    """``3s ago``, ``4m ago``, ``2h ago``; ``-`` for never."""
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s ago"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m ago"
+    return f"{seconds // 3600:.0f}h ago"

@@ -90,8 +90,8 @@ def step_spec(session: RunSession, sid: str, stage: int, keep: list[str]) -> dic
 
 
 def canvas(session: RunSession, app: Celery) -> Signature:
-    """The run as ``chain(stage, chord([...], merge), ...)``, bound to ``app`` (its broker
-    and result backend, whichever app of this process was made last)."""
+    """The run as ``chain(stage, chord([...], merge), ...)``, bound to ``app``: its broker
+    and result backend, not Celery's current app (whichever this process made last)."""
     state = new_state({vid: ref.to_json() for vid, ref in session.scheduler.values.items()})
     stages: list[Signature] = []
     kept = kept_after(session.graph)

@@ -189,7 +189,7 @@ def _fan_out(
         chunk.s(spec, index, part).set(**signature_options(spec, index))
         for index, part in enumerate(parts)
     ]
-    gather_ = gather_chunks.s(state, spec).set(priority=spec.get("priority"))
+    gather_ = gather_chunks.s(state, spec).set(priority=spec["priority"])
     raise task.replace(chord(header, gather_))
 
 
@@ -269,7 +269,7 @@ def signature_options(spec: dict[str, Any], item: int | None = None) -> dict[str
     options: dict[str, Any] = {
         "argsrepr": f"({where})",
         "kwargsrepr": "{}",
-        "priority": spec.get("priority"),
+        "priority": spec["priority"],
     }
     timeout = spec["pin"].get("timeout")
     if timeout:

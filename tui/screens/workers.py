@@ -24,7 +24,7 @@ from textual.widgets import Static
 
 from runtime.config import mask_url
 from tui.celery_events import CelerySnapshot, CeleryWorker
-from tui.format import clock
+from tui.format import ago, clock
 from tui.poller import RunSummary
 from tui.screens.base import LiveScreen
 from tui.widgets import Banner, LiveTable, Row
@@ -95,18 +95,6 @@ def worker_row(stat: WorkerStat, now: datetime) -> Row:
         str(stat.runs),
         clock(stat.last_seen, now),
     )
-
-
-def ago(seconds: float | None) -> str:
-    """``3s ago``, ``4m ago``, ``2h ago``; ``-`` for never."""
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f}s ago"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f}m ago"
-    return f"{seconds // 3600:.0f}h ago"
 
 
 def celery_row(worker: CeleryWorker, now: float, connected: bool) -> Row:
