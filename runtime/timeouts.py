@@ -34,3 +34,8 @@ def time_limit(seconds: float | None) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+HARD_LIMIT_GRACE = 5.0
+"""Seconds past a step's timeout before its process is killed, on every executor: the
+soft limit (:func:`time_limit`) raises first and lets the step record its failure."""

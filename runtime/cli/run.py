@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import glob
 import json
+import signal
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import click
@@ -27,6 +29,7 @@ from runtime.cli.output import console, errors, fail, print_json
 from runtime.cli.results import render_result
 from runtime.config import ConfigError
 from runtime.execute import execute, prepare
+from runtime.executors.base import EXECUTORS, Interrupted
 from runtime.executors.calls import TaskPin
 from runtime.executors.session import RunSession, new_run_id
 from runtime.manifest import PipelineManifest
@@ -35,6 +38,21 @@ from runtime.services import Services
 from runtime.validate import CheckedPipeline
 
 EXIT_FAILED_RUN = 1
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (a service manager, ``kill``) stops a run like Ctrl-C does, with the reason
+    recorded, instead of killing the process with the run left ``running``."""
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted("cancelled: wtm run received SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def parse_inputs(pipeline: PipelineManifest, pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -145,7 +163,7 @@ def _single_input(pipeline: PipelineManifest, fixed: dict[str, Any]) -> str:
 )
 @click.option("--batch-input", metavar="NAME", help="The input each batch file goes to.")
 @click.option(
-    "--executor", type=click.Choice(["local", "celery"]), default="local", show_default=True
+    "--executor", type=click.Choice(sorted(EXECUTORS)), default="local", show_default=True
 )
 @click.option("--broker", help="Redis URL for --executor celery [WTM_BROKER_URL].")
 @click.option("--workers", type=click.IntRange(1, 256), help="Local worker processes [CPUs].")
@@ -155,6 +173,12 @@ def _single_input(pipeline: PipelineManifest, fixed: dict[str, Any]) -> str:
     default="process",
     show_default=True,
     help="Local pool kind (threads only for GIL-free plugins).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Celery: cancel the runs still unfinished after this long [wait for them].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON only.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the result JSON.")
@@ -167,6 +191,7 @@ def run(
     broker: str | None,
     workers: int | None,
     pool: str,
+    timeout: float | None,
     as_json: bool,
     output: str | None,
 ) -> None:
@@ -185,21 +210,29 @@ def run(
         batch_id = new_run_id() if batch else None
         progress = BatchProgress(len(runs), quiet=as_json) if batch else None
         try:
-            with progress or nullcontext():
+            with progress or nullcontext(), stop_on_sigterm():
                 sessions = execute(
                     services,
                     checked,
                     pins,
                     runs,
-                    executor=executor,  # type: ignore[arg-type]
+                    executor=executor,
                     workers=workers,
                     pool=pool,  # type: ignore[arg-type]
                     broker_url=broker,
+                    timeout=timeout,
+                    on_notice=lambda text: errors.print(f"[yellow]note:[/] {text}"),
                     on_finished=progress.finished if progress else None,
                     batch_id=batch_id,
                 )
-        except KeyboardInterrupt:
-            fail("cancelled; unfinished steps are recorded as cancelled", code=130)
+        except (KeyboardInterrupt, Interrupted) as exc:
+            if executor == "celery":
+                fail(
+                    "interrupted; the runs go on on the workers: wtm runs watch RUN follows them",
+                    code=130,
+                )
+            code = 143 if isinstance(exc, Interrupted) else 130
+            fail("cancelled; unfinished steps are recorded as cancelled", code=code)
         except ConfigError as exc:
             fail(str(exc))
         results = [s.result or {} for s in sessions]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from runtime.values import ValueRef
@@ -34,6 +34,15 @@ class StepCall:
     edges: list[str] = field(default_factory=list)
     attempt: int = 1
 
+    @property
+    def key(self) -> str:
+        """What the run state calls this invocation: ``002``, or ``002[3]`` for a chunk."""
+        return self.step_id if self.item == WHOLE else f"{self.step_id}[{self.item}]"
+
+    def next_attempt(self) -> StepCall:
+        """The same invocation, one attempt later."""
+        return replace(self, attempt=self.attempt + 1)
+
     def input_refs(self) -> dict[str, ValueRef]:
         return {port: ValueRef.from_json(ref) for port, ref in self.inputs.items()}
 
@@ -42,7 +51,7 @@ class StepCall:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StepCall:
-        return cls(**{**data, "task": TaskPin(**data["task"])})
+        return cls(**{**data, "task": TaskPin(**data["task"]), "edges": list(data["edges"])})
 
     def label(self) -> str:
         suffix = f"[{self.item}]" if self.item != WHOLE else ""

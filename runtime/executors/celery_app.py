@@ -1,11 +1,15 @@
 """The Celery application of wtm workers and clients: Redis, JSON only, late acks.
 
 Settings that matter (see ../shared/INFRA_NOTES.md and Celery issues #5935,
-#8182, #3317, #6029, #4207): Redis as broker and result backend (the only
-reliable chord backend), JSON serialization only, ``acks_late`` with
-``reject_on_worker_lost`` so a task whose worker died is delivered again,
-prefetch 1, a ``visibility_timeout`` above the longest task time limit, task
-events on for Flower and the dashboard.
+#8182, #3317, #6029, #4207, #1789): Redis as broker, JSON serialization only,
+prefetch 1, task events on for Flower and the dashboard. Recovery is wtm's own
+(:mod:`runtime.executors.liveness`), not Celery's: a pool process that dies is
+*not* redelivered by Celery (``reject_on_worker_lost`` off: that redelivered a
+plugin killing its process forever), running tasks are *not* cancelled when
+the broker connection drops (a cancelled call would only run again), and
+publishing retries for two minutes while Redis restarts. ``acks_late`` with
+the ``visibility_timeout`` remain as a backstop for a message taken by a
+worker that died before it claimed the call.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from runtime.config import ConfigError, mask_url
 
 DEFAULT_VISIBILITY_TIMEOUT = 3600
 RESULT_EXPIRES = 24 * 3600
+PUBLISH_RETRY = {"max_retries": 120, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+"""Publishing waits up to about two minutes for a broker that restarts (celery #1789)."""
 
 
 def _seconds(name: str, default: float) -> float:
@@ -92,12 +98,14 @@ def make_app(broker_url: str) -> Celery:
         accept_content=["json"],
         result_accept_content=["json"],
         task_acks_late=True,
-        task_reject_on_worker_lost=True,
+        task_reject_on_worker_lost=False,
         worker_prefetch_multiplier=1,
         broker_transport_options=transport,
         result_backend_transport_options=transport,
         result_expires=RESULT_EXPIRES,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        task_publish_retry=True,
+        task_publish_retry_policy=PUBLISH_RETRY,
         broker_connection_retry_on_startup=True,
         task_send_sent_event=True,
         worker_send_task_events=True,

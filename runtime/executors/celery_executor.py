@@ -1,121 +1,61 @@
-"""The celery executor: each run becomes a Celery canvas over Redis.
+"""The celery executor's client side: store each run once in Redis, publish its first calls,
+wait for the workers to end it.
 
-Stages compile to ``chain(stage1, chord([stage2 steps...], merge), ...)``: a
-single-step stage is one task, a parallel stage a chord joined by ``merge``;
-a chain never ends with a bare group. Workers (``wtm worker``) load plugins
-from the registry and record steps in the metadata store; this side only
-submits, watches for cancellation, and records the run's outcome.
+Workers (``wtm worker``) do the rest: each call they finish starts the calls it
+unlocks, and the worker that finishes a run's last call records its outcome, so
+a run goes on and ends even when the client is gone (``wtm runs watch``
+re-attaches). The client is woken through a Redis list when a run ends; every
+``SWEEP_SECONDS`` it also looks for cancellations, says when no worker is
+alive, and cancels its runs when ``--timeout`` passes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable
-from dataclasses import asdict
+import uuid
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from celery import Celery, chain, chord
-from celery.canvas import Signature
-from celery.exceptions import TimeoutError as ResultTimeout
-from celery.result import AsyncResult
-
-from runtime import ids
 from runtime.config import ConfigError
+from runtime.executors.base import Executor, ExecutorOptions
 from runtime.executors.celery_app import batched_publishing, check_broker, client_app
-from runtime.executors.celery_tasks import merge, new_state, signature_options, step
-from runtime.executors.dataflow import outputs_spec, reference_value
-from runtime.executors.session import RunSession
-from runtime.graph import PipelineGraph
+from runtime.executors.celery_tasks import publish
+from runtime.executors.records import record_changes
+from runtime.executors.redis_runs import (
+    CLIENT_LEASE_SECONDS,
+    Envelope,
+    Lease,
+    RedisRuns,
+    this_process,
+)
+from runtime.executors.session import RunSession, record_outcome, result_document
+from runtime.executors.uploads import upload_files
+from runtime.manifest import PipelineManifest
 from runtime.services import Services
-from runtime.values import encode
+from runtime.stores.metadata import ACTIVE_RUN_STATUSES
 
 SWEEP_SECONDS = 0.5
-"""How often every pending run is checked for its end and for a cancellation."""
+"""How often every pending run is checked for a cancellation and the workers for life."""
+NO_WORKER_NOTICE_SECONDS = 5.0
+"""How long runs wait with no live worker before the client says so."""
+ANNOUNCE_GRACE_SECONDS = 10.0
+"""A run that ended this long ago unannounced lost its finisher: the client records it."""
+START_KEY = "@start"
+"""The lease a client holds on a run between saving it and publishing its first calls."""
 
 
-def stage_priority(stage: int) -> int:
-    """The Redis priority of the tasks of stage ``stage`` (0 first): later stages go first,
-    so the runs of a batch finish one after another rather than all at the end."""
-    return max(0, 9 - 3 * stage)
-
-
-def kept_after(graph: PipelineGraph) -> list[list[str]]:
-    """For each stage, the value IDs that later stages or the pipeline outputs read: all
-    the state must carry on from there."""
-    outputs = outputs_spec(graph.pipeline)
-    reads = {o["ref"] for o in outputs.values() if "ref" in o}
-    reads |= {vid for o in outputs.values() if "from" in o for vid in o["from"].values()}
-    kept: list[list[str]] = []
-    for stage in reversed(graph.stages):
-        kept.append(sorted(reads))
-        for sid in stage:  # before this stage its outputs do not exist; its inputs must
-            reads -= {ids.output_value(sid, port) for port in graph.tasks[sid].outputs}
-            reads |= {reference_value(ref) for ref, _ in graph.pipeline.step(sid).references()}
-    return kept[::-1]
-
-
-def step_spec(session: RunSession, sid: str, stage: int, keep: list[str]) -> dict[str, Any]:
-    """Everything a worker needs to run step ``sid`` of stage ``stage``, as JSON; ``keep``:
-    the values the run's state carries on after the stage."""
-    graph, pin = session.graph, session.scheduler.pins[sid]
-    step_ = graph.pipeline.step(sid)
-    threshold = session.services.settings.inline_threshold
-    bindings = {
-        port: {"ref": reference_value(b.reference)}
-        if b.reference is not None
-        else {"value": encode(b.constant, session.services.access, threshold).to_json()}
-        for port, b in step_.bindings.items()
-    }
-    foreach = None
-    if step_.foreach is not None:
-        foreach = {
-            "port": step_.foreach.port,
-            "from": reference_value(step_.foreach.source),
-            "chunk": step_.foreach.chunk,
-        }
-    return {
-        "run_id": session.run_id,
-        "step_id": sid,
-        "pin": asdict(pin),
-        "edges": [str(e) for e in graph.edges_into(sid)],
-        "bindings": bindings,
-        "foreach": foreach,
-        "outputs": list(graph.tasks[sid].outputs),
-        "needs": sorted(graph.deps[sid]),
-        "threshold": threshold,
-        "priority": stage_priority(stage),
-        "keep": keep,
-    }
-
-
-def canvas(session: RunSession, app: Celery) -> Signature:
-    """The run as ``chain(stage, chord([...], merge), ...)``, bound to ``app``: its broker
-    and result backend, not Celery's current app (whichever this process made last)."""
-    state = new_state({vid: ref.to_json() for vid, ref in session.scheduler.values.items()})
-    stages: list[Signature] = []
-    kept = kept_after(session.graph)
-    for number, stage in enumerate(session.graph.stages):
-        members = []
-        for sid in stage:
-            spec = step_spec(session, sid, number, kept[number])
-            args, kwargs = ((state, spec), {}) if number == 0 else ((), {"spec": spec})
-            signature = app.signature(step.name, args=args, kwargs=kwargs)
-            members.append(signature.set(**signature_options(spec)))
-        if len(members) == 1:
-            stages.append(members[0])
-        else:
-            join = app.signature(merge.name).set(priority=stage_priority(number))
-            stages.append(chord(members, join, app=app))
-    return chain(*stages, app=app)
-
-
-class CeleryExecutor:
-    """Submits runs as canvases to Redis and waits for them."""
+class CeleryExecutor(Executor):
+    """Submits runs to Redis and waits for workers to end them."""
 
     name = "celery"
 
-    def __init__(self, services: Services, broker_url: str | None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        broker_url: str | None,
+        timeout: float | None = None,
+        on_notice: Callable[[str], None] | None = None,
+    ) -> None:
         broker = broker_url or services.settings.broker_url
         if not broker:
             raise ConfigError(
@@ -123,14 +63,29 @@ class CeleryExecutor:
                 "or broker_url in wtm.toml"
             )
         self.services = services
+        self.broker = broker
         check_broker(broker)
         self.app = client_app(broker)
+        self.runs = RedisRuns.at(broker)
+        self.timeout = timeout
+        self.on_notice = on_notice
         visibility = self.app.conf.broker_transport_options["visibility_timeout"]
         self.visibility_timeout = float(visibility)
 
+    @classmethod
+    def from_options(cls, services: Services, options: ExecutorOptions) -> CeleryExecutor:
+        return cls(services, options.broker_url, options.timeout, options.on_notice)
+
+    def prepare_inputs(
+        self, pipeline: PipelineManifest, inputs: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Local files named by file inputs are uploaded: workers may be on other hosts."""
+        return upload_files(self.services, pipeline, inputs)
+
     def check_limits(self, session: RunSession) -> None:
         """Refuse a task time limit at or above the broker's visibility timeout (#5935)."""
-        for pin in session.scheduler.pins.values():
+        for step in session.plan.steps.values():
+            pin = step.pin
             if pin.timeout and pin.timeout >= self.visibility_timeout:
                 raise ConfigError(
                     f"{pin.name}@{pin.version} timeout {pin.timeout:g}s is not "
@@ -141,85 +96,106 @@ class CeleryExecutor:
     def run(
         self, sessions: list[RunSession], on_finished: Callable[[RunSession], None] | None = None
     ) -> None:
-        """Submit every run, then wait for each to end; Ctrl-C cancels them."""
-        pending: dict[str, tuple[RunSession, AsyncResult]] = {}
+        """Submit every run, then wait for each to end.
+
+        Interrupted (Ctrl-C), the runs go on on the workers: ``wtm runs watch RUN``
+        follows them.
+        """
         for session in sessions:
             self.check_limits(session)
+        reply_to = f"wtm:reply:{uuid.uuid4().hex}"
+        pending = self._submit(sessions, reply_to)
+        for session in sessions:
+            if session.run_id not in pending:
+                self._finished(session, on_finished)
+        started = time.monotonic()
+        next_sweep = started + SWEEP_SECONDS
+        noticed = False
+        while pending:
+            wait = max(0.0, next_sweep - time.monotonic())
+            for run_id in self._replies(reply_to, wait):
+                ended = pending.pop(run_id, None)
+                if ended is not None:
+                    self._finished(ended, on_finished)
+            if time.monotonic() < next_sweep:
+                continue
+            next_sweep = time.monotonic() + SWEEP_SECONDS
+            for state in self.runs.finished(list(pending)):
+                if state.ended is not None and time.time() - state.ended > ANNOUNCE_GRACE_SECONDS:
+                    self._finished(pending.pop(state.run_id), on_finished)
+            for session in list(pending.values()):
+                if session.cancelled_elsewhere():
+                    self._cancel(session, "cancelled")
+            if self.timeout is not None and time.monotonic() - started > self.timeout:
+                for session in list(pending.values()):
+                    self._cancel(session, f"cancelled: no result within {self.timeout:g}s")
+            if not noticed and time.monotonic() - started > NO_WORKER_NOTICE_SECONDS:
+                noticed = self._notice_no_worker()
+
+    def _notice_no_worker(self) -> bool:
+        """Say so if no worker is alive; whether it was said."""
+        if self.on_notice is None or self.runs.call(self.runs.nodes):
+            return False
+        self.on_notice(
+            "no wtm worker is alive on this broker: runs wait until one starts "
+            "(wtm worker), or pass --timeout"
+        )
+        return True
+
+    def _replies(self, reply_to: str, wait: float) -> list[str]:
+        return self.runs.call(lambda: self.runs.wait_replies(reply_to, wait))
+
+    def _submit(self, sessions: list[RunSession], reply_to: str) -> dict[str, RunSession]:
+        """Store each run and publish its first calls; the runs still going."""
+        pending: dict[str, RunSession] = {}
+        leases = []
         with batched_publishing(self.app) as producer:
             for session in sessions:
-                result = canvas(session, self.app).apply_async(producer=producer)
-                pending[session.run_id] = (session, result)
-        next_sweep = time.monotonic() + SWEEP_SECONDS
-        try:
-            while pending:
-                _wait(next(iter(pending.values()))[1], SWEEP_SECONDS)
-                sweep = time.monotonic() >= next_sweep
-                for run_id, (session, result) in list(pending.items()):
-                    if result.ready():
-                        del pending[run_id]
-                        self._finish(session, result, on_finished)
-                    elif not sweep:
-                        break  # runs end about in the order sent: look further at sweeps
-                if sweep:
-                    next_sweep = time.monotonic() + SWEEP_SECONDS
-                    for session, result in pending.values():
-                        if session.cancelled_elsewhere():
-                            _revoke(result)
-        except KeyboardInterrupt:
-            for session, result in pending.values():
-                self.services.metadata.update_run(session.run_id, status="cancelled")
-                _revoke(result)
-                session.cancel()
-                session.finish()
-            raise
+                calls = session.start()
+                if session.state.finished:
+                    continue  # nothing to run (an empty foreach): ended already
+                now = time.time()
+                lease = Lease(
+                    session.run_id,
+                    START_KEY,
+                    this_process(),
+                    0,
+                    now,
+                    expires=now + CLIENT_LEASE_SECONDS,
+                )
+                self.runs.take(lease)
+                leases.append(lease)
+                self.runs.create(session.state, Envelope(session.plan, self.name, reply_to))
+                publish(self.app, session.plan, calls, producer)
+                pending[session.run_id] = session
+        for lease in leases:
+            self.runs.release(lease.run_id, lease.key)
+        return pending
 
-    def _finish(
-        self,
-        session: RunSession,
-        result: AsyncResult,
-        on_finished: Callable[[RunSession], None] | None,
+    def _cancel(self, session: RunSession, reason: str) -> None:
+        """Cancel a run in Redis and in the records; its workers drop what is left of it."""
+        self.services.metadata.update_run(session.run_id, status="cancelled")
+        changed = self.runs.change(session.run_id, lambda s: s.cancel(reason))
+        if changed is not None:
+            state, transition = changed
+            record_changes(self.services.metadata, session.plan, state, transition.changed)
+            if state.finished:
+                self.runs.announce(session.run_id)
+
+    def _finished(
+        self, session: RunSession, on_finished: Callable[[RunSession], None] | None
     ) -> None:
-        if result.successful():
-            session.absorb(result.get(disable_sync_subtasks=False))
-        elif session.cancelled_elsewhere():
-            session.cancel()
+        """A run ended: take the final state; record its outcome if no worker could."""
+        state = self.runs.state(session.run_id)
+        if state is not None:
+            session.state = state
+        record = self.services.metadata.get_run(session.run_id)
+        if record is None or record.status in ACTIVE_RUN_STATUSES or record.finished_at is None:
+            metadata = self.services.metadata
+            record_changes(metadata, session.plan, session.state, list(session.plan.steps))
+            outputs = record_outcome(self.services, session.plan, session.state)
         else:
-            session.abort(f"celery: {type(result.result).__name__}: {result.result}")
-        result.forget()
-        release_results(result)
-        session.finish()
+            outputs = session.state.outputs(session.plan, self.services.access)
+        session.result = result_document(session.plan, session.state, self.name, outputs)
         if on_finished:
             on_finished(session)
-
-
-def _wait(result: AsyncResult, timeout: float) -> None:
-    """Block until ``result`` is ready or ``timeout`` passes: the result backend's
-    pub/sub wakes us the moment the run's last task stores its result."""
-    with contextlib.suppress(ResultTimeout):
-        result.get(timeout=timeout, propagate=False, disable_sync_subtasks=False)
-
-
-def release_results(result: AsyncResult) -> None:
-    """Stop following a finished run's results: the backend keeps chord members it was
-    told to watch until then, and would otherwise unsubscribe them at garbage collection,
-    when the broker may be gone (a reconnect loop in a ``__del__``)."""
-    backend = result.backend
-    pending = getattr(backend, "_pending_results", None)  # Redis backend: (concrete, weak)
-    node: Any = result
-    while node is not None:
-        for member in [node, *(getattr(node, "results", None) or ())]:
-            # the backend may hold other objects of the same task ID (a chord's own
-            # GroupResult made when it was sent): release those too
-            waiters = [] if pending is None else pending[0].get(member.id, {}).values()
-            for waiter in [member, *waiters]:
-                backend.remove_pending_result(waiter)
-        node = node.parent
-
-
-def _revoke(result: AsyncResult) -> None:
-    """Revoke the tasks of a chain that have not run yet."""
-    node: AsyncResult | None = result
-    while node is not None:
-        if not node.ready():
-            node.revoke()
-        node = node.parent

@@ -17,25 +17,25 @@ import time
 from collections.abc import Callable
 from concurrent.futures import (
     FIRST_COMPLETED,
-    Executor,
     Future,
     ProcessPoolExecutor,
     ThreadPoolExecutor,
     wait,
 )
+from concurrent.futures import Executor as PoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Literal
+from typing import Any
 
 from runtime.config import Settings
+from runtime.executors.base import Executor, ExecutorOptions, Interrupted, Pool
 from runtime.executors.calls import StepCall, StepResult
 from runtime.executors.runner import StepFailed, run_call
 from runtime.executors.session import RunSession
 from runtime.services import Services
+from runtime.timeouts import HARD_LIMIT_GRACE
 
-Pool = Literal["process", "thread"]
 POLL_SECONDS = 0.05
 CANCEL_CHECK_SECONDS = 0.5
-HARD_LIMIT_GRACE = 5.0
 
 _worker_services: Services | None = None
 _shared_services: Services | None = None
@@ -59,7 +59,7 @@ def _run_in_process(call: dict[str, Any]) -> dict[str, Any]:
     return run_call(StepCall.from_json(call), _worker_services).to_json()
 
 
-class LocalExecutor:
+class LocalExecutor(Executor):
     """Runs calls on a process (or thread) pool; one pool serves many runs."""
 
     name = "local"
@@ -70,17 +70,15 @@ class LocalExecutor:
         self.services = services
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.pool_kind = pool
-        self._pool: Executor | None = None
+        self._pool: PoolExecutor | None = None
         self._cancel = threading.Event()
         self._on_finished: Callable[[RunSession], None] | None = None
 
-    def __enter__(self) -> LocalExecutor:
-        return self
+    @classmethod
+    def from_options(cls, services: Services, options: ExecutorOptions) -> LocalExecutor:
+        return cls(services, options.workers, options.pool)
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _new_pool(self) -> Executor:
+    def _new_pool(self) -> PoolExecutor:
         if self.pool_kind == "thread":
             return ThreadPoolExecutor(self.workers, thread_name_prefix="wtm-step")
         return ProcessPoolExecutor(
@@ -91,7 +89,7 @@ class LocalExecutor:
         )
 
     @property
-    def pool(self) -> Executor:
+    def pool(self) -> PoolExecutor:
         if self._pool is None:
             self._pool = self._new_pool()
         return self._pool
@@ -120,7 +118,8 @@ class LocalExecutor:
         """Drive ``sessions`` to completion, interleaving their steps on the pool.
 
         Each session is finished (its outcome recorded) as soon as its last step
-        ends, then handed to ``on_finished``.
+        ends, then handed to ``on_finished``. Interrupted (Ctrl-C, SIGTERM), every
+        unfinished run is recorded cancelled with the reason before this returns.
         """
         running: dict[Future[dict[str, Any]], tuple[RunSession, StepCall, float]] = {}
         retries: list[tuple[float, int, RunSession, StepCall]] = []
@@ -130,8 +129,14 @@ class LocalExecutor:
         self._on_finished = on_finished
 
         def submit(session: RunSession, calls: list[StepCall]) -> None:
+            nonlocal counter
             for call in calls:
-                running[self._submit(call)] = (session, call, time.monotonic())
+                if call.attempt > 1 and call.task.retry_backoff:
+                    counter += 1
+                    due = time.monotonic() + call.task.retry_backoff
+                    heapq.heappush(retries, (due, counter, session, call))
+                else:
+                    running[self._submit(call)] = (session, call, time.monotonic())
             self._finish_if_done(session)
 
         try:
@@ -141,45 +146,41 @@ class LocalExecutor:
                 now = time.monotonic()
                 while retries and retries[0][0] <= now:
                     _, _, session, call = heapq.heappop(retries)
-                    if session.scheduler.state[call.step_id] == "running":
-                        submit(session, [call])
+                    if session.state.current(call):
+                        running[self._submit(call)] = (session, call, time.monotonic())
                 timeout = (
                     max(0.0, min(POLL_SECONDS, retries[0][0] - now)) if retries else POLL_SECONDS
                 )
                 done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
                 for future in done:
+                    if future not in running:
+                        continue  # dropped by a recovery in this same round
                     session, call, _ = running.pop(future)
                     try:
                         result = StepResult.from_json(future.result())
                     except StepFailed as exc:
-                        if call.attempt <= call.task.max_retries:
-                            counter += 1
-                            due = time.monotonic() + call.task.retry_backoff
-                            retry = StepCall(**{**call.__dict__, "attempt": call.attempt + 1})
-                            heapq.heappush(retries, (due, counter, session, retry))
-                            continue
-                        session.failed(call, str(exc))
-                        submit(session, [])
+                        submit(session, session.attempt_failed(call, str(exc)))
                         continue
                     except BrokenProcessPool:
-                        self._recover(running, session, call, "the worker process died")
+                        self._recover(running, session, call, None)
                         continue
                     submit(session, session.succeeded(call, result))
                 self._enforce_hard_limits(running)
                 if time.monotonic() >= next_cancel_check:
                     next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
                     self._drop_cancelled(sessions, running, retries)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Interrupted) as exc:
             self._cancel.set()
+            reason = exc.reason if isinstance(exc, Interrupted) else "cancelled (interrupted)"
             for session in sessions:
                 if session.result is None:
-                    session.cancel()
+                    session.cancel(reason)
                     session.finish()
             self._kill_pool()
             raise
 
     def _finish_if_done(self, session: RunSession) -> None:
-        if session.result is None and session.scheduler.finished:
+        if session.result is None and session.state.finished:
             session.finish()
             if self._on_finished:
                 self._on_finished(session)
@@ -189,16 +190,22 @@ class LocalExecutor:
         running: dict[Future[dict[str, Any]], tuple[RunSession, StepCall, float]],
         session: RunSession,
         call: StepCall,
-        why: str,
+        why: str | None,
     ) -> None:
-        """A worker died: fail its call, rebuild the pool, resubmit what was in flight."""
-        session.failed(call, f"{call.label()}: {why}")
-        self._finish_if_done(session)
+        """A pool process died under ``call`` (or was killed: ``why``): count it against
+        the call, rebuild the pool, resubmit what else was in flight."""
+        if why is None:
+            retry = session.worker_lost(call)
+        else:
+            retry = session.attempt_failed(call, f"{call.label()}: {why}")
         inflight = list(running.values())
         running.clear()
         self._kill_pool()
         for other_session, other_call, _ in inflight:
             running[self._submit(other_call)] = (other_session, other_call, time.monotonic())
+        for again in retry:
+            running[self._submit(again)] = (session, again, time.monotonic())
+        self._finish_if_done(session)
 
     def _enforce_hard_limits(
         self, running: dict[Future[dict[str, Any]], tuple[RunSession, StepCall, float]]
@@ -218,7 +225,7 @@ class LocalExecutor:
         retries: list[tuple[float, int, RunSession, StepCall]],
     ) -> None:
         for session in sessions:
-            if session.scheduler.finished or not session.cancelled_elsewhere():
+            if session.state.finished or not session.cancelled_elsewhere():
                 continue
             session.cancel()
             self._finish_if_done(session)

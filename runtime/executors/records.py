@@ -1,11 +1,20 @@
-"""Step records written by orchestrators (not by the step runner): the same for every executor."""
+"""Step records written by orchestrators (not by the step runner): the same for every executor.
+
+The step runner records each call it executes. What no call records is written
+here from a run-state :class:`~runtime.executors.runstate.Transition`: steps
+skipped or cancelled, a step whose worker was lost, a foreach step failed by
+one of its chunks, and the gathered outputs of a foreach step.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from runtime import ids
 from runtime.executors.calls import TaskPin
+from runtime.executors.plan import RunPlan
+from runtime.executors.runstate import RunState
 from runtime.stores.metadata import MetadataStore, StepRecord, ValueRecord, utc_now
 from runtime.values import ValueRef
 
@@ -18,6 +27,7 @@ def mark_step(
     edges: list[str],
     status: str,
     error: str | None = None,
+    attempt: int = 1,
 ) -> None:
     """Record the whole step ``sid`` as pending, skipped, cancelled or failed."""
     store.record_step(
@@ -30,6 +40,7 @@ def mark_step(
             input_id=ids.input_id(pin.name, sid),
             output_id=ids.output_id(pin.name, sid),
             status=status,
+            attempt=attempt,
             finished_at=None if status == "pending" else utc_now(),
             error=error,
             edges=edges,
@@ -37,23 +48,45 @@ def mark_step(
     )
 
 
-def record_gathered(
-    store: MetadataStore,
-    run_id: str,
-    sid: str,
-    pin: TaskPin,
-    edges: list[str],
-    outputs: Mapping[str, ValueRef],
-    chunks: int,
-    seconds: float,
-    started_at: str | None,
+def record_changes(
+    store: MetadataStore, plan: RunPlan, state: RunState, changed: list[str]
 ) -> None:
+    """Record the steps a transition changed that no call recorded itself."""
+    for sid in changed:
+        step = plan.steps[sid]
+        status = state.status[sid]
+        if status == "succeeded":
+            if step.foreach is not None:
+                record_gathered(store, plan, state, sid)
+            continue
+        current = store.get_step(state.run_id, sid)
+        if status == "failed" and current is not None and current.status == "failed":
+            continue  # the runner recorded the failure, with its traceback
+        attempt = current.attempt if current is not None else 1
+        mark_step(
+            store,
+            state.run_id,
+            sid,
+            step.pin,
+            list(step.edges),
+            status,
+            state.reasons.get(sid),
+            attempt,
+        )
+
+
+def record_gathered(store: MetadataStore, plan: RunPlan, state: RunState, sid: str) -> None:
     """The gathered outputs of a foreach step (derived from its chunks) and its whole record."""
+    step = plan.steps[sid]
+    chunks = state.invocations.get(sid, 0)
+    outputs: Mapping[str, ValueRef] = {
+        port: state.value(ids.output_value(sid, port)) for port in step.outputs
+    }
     for port, ref in outputs.items():
         value_id = ids.output_value(sid, port)
         store.record_value(
             ValueRecord(
-                run_id=run_id,
+                run_id=state.run_id,
                 value_id=value_id,
                 data_id=ref.id,
                 producer=sid,
@@ -64,20 +97,21 @@ def record_gathered(
                 sources=[f"{value_id}[{i}]" for i in range(chunks)],
             )
         )
+    started = state.started.get(sid)
     store.record_step(
         StepRecord(
-            run_id=run_id,
+            run_id=state.run_id,
             step_id=sid,
-            task=pin.name,
-            task_version=pin.version,
-            digest=pin.digest,
-            input_id=ids.input_id(pin.name, sid),
-            output_id=ids.output_id(pin.name, sid),
+            task=step.pin.name,
+            task_version=step.pin.version,
+            digest=step.pin.digest,
+            input_id=ids.input_id(step.pin.name, sid),
+            output_id=ids.output_id(step.pin.name, sid),
             status="succeeded",
-            started_at=started_at,
+            started_at=datetime.fromtimestamp(started, UTC).isoformat() if started else None,
             finished_at=utc_now(),
-            seconds=seconds,
+            seconds=state.seconds.get(sid, 0.0),
             outputs={p: r.id for p, r in outputs.items()},
-            edges=edges,
+            edges=list(step.edges),
         )
     )

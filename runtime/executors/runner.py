@@ -75,9 +75,9 @@ def run_call(
             port: encode(v, services.access, services.settings.inline_threshold)
             for port, v in outputs.items()
         }
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         seconds = time.perf_counter() - started
-        message = _one_line(exc, label)
+        message = exit_message(exc, label) if isinstance(exc, SystemExit) else one_line(exc, label)
         services.metadata.record_step(
             StepRecord(
                 **{
@@ -178,11 +178,17 @@ def _value(
     )
 
 
-def _one_line(exc: BaseException, label: str) -> str:
+def one_line(exc: BaseException, label: str) -> str:
+    """``exc`` as one line that names the step (``label``)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     if text.startswith(label):
         return text
     return f"{label}: {type(exc).__name__}: {text}"
+
+
+def exit_message(exc: SystemExit, label: str) -> str:
+    """A plugin called ``sys.exit``: a failure of its step, never the end of the worker."""
+    return f"{label}: the plugin called sys.exit({exc.code!r})"
 
 
 def _tail(exc: BaseException, lines: int = 12) -> str:

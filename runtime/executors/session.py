@@ -1,9 +1,9 @@
-"""One run from the orchestrator's side: its record, its scheduler, its summary.
+"""One run from the orchestrator's side: its record, its plan, its state, its outcome.
 
-Every executor drives a :class:`RunSession`: it creates the run record, pins
-each step to an installed package, records pipeline inputs as values, turns
-results into the next calls, records skipped and cancelled steps, and ends
-with the run's outcome and the result document.
+Every executor drives a :class:`RunSession`: it records the run and its
+pipeline inputs, applies run-state transitions (recording what they change)
+and ends with the run's outcome and the result document. The rules themselves
+live in :mod:`runtime.executors.runstate`.
 """
 
 from __future__ import annotations
@@ -11,19 +11,19 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from typing import Any
 
 from runtime import ids
-from runtime.executors.calls import WHOLE, StepCall, StepResult, TaskPin
-from runtime.executors.records import mark_step, record_gathered
-from runtime.executors.scheduler import Scheduler
+from runtime.executors.calls import StepCall, StepResult, TaskPin
+from runtime.executors.plan import RunPlan
+from runtime.executors.records import mark_step, record_changes
+from runtime.executors.runstate import DEFAULT_MAX_LOST, RunState, Transition
 from runtime.graph import PipelineGraph
 from runtime.registry import RegistryCatalog
 from runtime.services import Services
 from runtime.stores.metadata import RunRecord, ValueRecord, utc_now
-from runtime.values import ValueRef, encode
+from runtime.values import encode
 
 
 def new_run_id() -> str:
@@ -52,13 +52,9 @@ class RunSession:
     """The orchestrator's view of one run."""
 
     services: Services
-    graph: PipelineGraph
-    scheduler: Scheduler
+    plan: RunPlan
+    state: RunState
     record: RunRecord
-    started: float = field(default_factory=time.perf_counter)
-    step_seconds: dict[str, float] = field(default_factory=dict)
-    invocations: dict[str, int] = field(default_factory=dict)
-    first_start: dict[str, str] = field(default_factory=dict)
     result: dict[str, Any] | None = None
 
     @classmethod
@@ -72,11 +68,12 @@ class RunSession:
         batch_id: str | None = None,
         run_id: str | None = None,
     ) -> RunSession:
-        """Record a new running run and its pipeline inputs."""
+        """Record a new running run, its pipeline inputs and its pending steps."""
         pipeline = graph.pipeline
         run_id = run_id or new_run_id()
         threshold = services.settings.inline_threshold
         refs = {name: encode(value, services.access, threshold) for name, value in inputs.items()}
+        plan = RunPlan.build(graph, pins, services.access, threshold)
         record = RunRecord(
             run_id=run_id,
             pipeline=pipeline.name,
@@ -102,156 +99,90 @@ class RunSession:
                     size=ref.size,
                 )
             )
-        for sid, pin in pins.items():
-            mark_step(
-                services.metadata,
-                run_id,
-                sid,
-                pin,
-                [str(e) for e in graph.edges_into(sid)],
-                "pending",
-            )
-        scheduler = Scheduler(graph, run_id, refs, pins, services.access, threshold)
-        return cls(services, graph, scheduler, record)
+        for sid, step in plan.steps.items():
+            mark_step(services.metadata, run_id, sid, step.pin, list(step.edges), "pending")
+        return cls(services, plan, RunState.new(run_id, plan, refs), record)
 
     @property
     def run_id(self) -> str:
         return self.record.run_id
 
+    def apply(self, transition: Transition) -> list[StepCall]:
+        """Record what ``transition`` changed; return the calls it starts."""
+        record_changes(self.services.metadata, self.plan, self.state, transition.changed)
+        return transition.calls
+
     def start(self) -> list[StepCall]:
-        return self._after(self.scheduler.start())
+        return self.apply(self.state.start(self.plan, self.services.access))
 
     def succeeded(self, call: StepCall, result: StepResult) -> list[StepCall]:
-        """A call finished; record foreach gathering; return the calls it unlocks."""
-        sid = call.step_id
-        self.step_seconds[sid] = self.step_seconds.get(sid, 0.0) + result.seconds
-        calls = self.scheduler.succeeded(call, result)
-        if call.item != WHOLE and self.scheduler.state[sid] == "succeeded":
-            self._record_gathered(sid)
-        return self._after(calls)
+        """A call finished; return the calls it unlocks."""
+        return self.apply(self.state.succeeded(self.plan, self.services.access, call, result))
 
-    def failed(self, call: StepCall, error: str) -> None:
-        """A call failed for good: its step fails, its dependants are skipped."""
-        for sid in self.scheduler.failed(call, error):
-            self._mark(sid, "skipped", f"skipped: step {call.step_id} failed")
-        if call.item != WHOLE:
-            self._mark(call.step_id, "failed", error)
+    def attempt_failed(self, call: StepCall, error: str) -> list[StepCall]:
+        """A call failed: its retry, or nothing when its step failed for good."""
+        return self.apply(self.state.attempt_failed(self.plan, call, error))
 
-    def cancel(self) -> None:
-        """Stop: every unfinished step is recorded cancelled."""
-        for sid in self.scheduler.cancel():
-            self._mark(sid, "cancelled", "cancelled")
+    def worker_lost(self, call: StepCall, max_lost: int = DEFAULT_MAX_LOST) -> list[StepCall]:
+        """The process running a call died: the call again, or nothing after ``max_lost``."""
+        return self.apply(self.state.worker_lost(self.plan, call, max_lost))
 
-    def absorb(self, state: Mapping[str, Any]) -> None:
-        """Take over the final state of a run executed elsewhere (the celery executor)."""
-        scheduler = self.scheduler
-        scheduler.values.update({k: ValueRef.from_json(v) for k, v in state["values"].items()})
-        for sid in scheduler.state:
-            if sid in state["failed"]:
-                scheduler.state[sid] = "failed"
-                scheduler.errors[sid] = state["failed"][sid]
-            elif sid in state["skipped"]:
-                scheduler.state[sid] = "skipped"
-            elif sid in state["cancelled"]:
-                scheduler.state[sid] = "cancelled"
-            elif sid in state["done"]:
-                scheduler.state[sid] = "succeeded"
-        self.step_seconds.update(state["seconds"])
-        self.invocations.update(state["invocations"])
-
-    def abort(self, error: str) -> None:
-        """The executor lost the run: every unfinished step fails with ``error``."""
-        for sid, status in self.scheduler.state.items():
-            if status in ("pending", "running"):
-                self.scheduler.state[sid] = "failed"
-                self.scheduler.errors[sid] = error
-                self._mark(sid, "failed", error)
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Stop: every unfinished step is recorded cancelled with ``reason``."""
+        self.apply(self.state.cancel(reason))
 
     def cancelled_elsewhere(self) -> bool:
         """True if someone ran ``wtm runs cancel`` on this run."""
         current = self.services.metadata.get_run(self.run_id)
         return current is not None and current.status == "cancelled"
 
-    @cached_property
-    def _foreach_steps(self) -> tuple[str, ...]:
-        return tuple(s.id for s in self.graph.pipeline.steps if s.foreach)
-
-    def _after(self, calls: list[StepCall]) -> list[StepCall]:
-        for call in calls:
-            self.invocations[call.step_id] = self.invocations.get(call.step_id, 0) + 1
-            self.first_start.setdefault(call.step_id, utc_now())
-        for sid in self._foreach_steps:
-            if self.scheduler.state[sid] == "succeeded" and sid not in self.invocations:
-                self.invocations[sid] = 0
-                self._record_gathered(sid)
-        return calls
-
-    def _mark(self, sid: str, status: str, error: str) -> None:
-        mark_step(
-            self.services.metadata,
-            self.run_id,
-            sid,
-            self.scheduler.pins[sid],
-            self._edges(sid),
-            status,
-            error,
-        )
-
-    def _edges(self, sid: str) -> list[str]:
-        return [str(e) for e in self.graph.edges_into(sid)]
-
-    def _record_gathered(self, sid: str) -> None:
-        """The whole-step record and gathered values of a foreach step."""
-        outputs = {
-            port: self.scheduler.gathered_value(sid, port) for port in self.graph.tasks[sid].outputs
-        }
-        record_gathered(
-            self.services.metadata,
-            self.run_id,
-            sid,
-            self.scheduler.pins[sid],
-            self._edges(sid),
-            {p: r for p, r in outputs.items() if r is not None},
-            self.invocations.get(sid, 0),
-            self.step_seconds.get(sid, 0.0),
-            self.first_start.get(sid),
-        )
-
     def finish(self) -> dict[str, Any]:
         """Record the run's outcome; return the result document."""
-        scheduler = self.scheduler
-        total = time.perf_counter() - self.started
-        outputs = scheduler.outputs()
-        errors = [scheduler.errors[s] for s in self.graph.order if s in scheduler.errors]
-        status = scheduler.status
-        self.services.metadata.update_run(
-            self.run_id,
-            status=status,
-            finished_at=utc_now(),
-            outputs=outputs,
-            error="; ".join(errors) or None,
-        )
-        sequential = sum(self.step_seconds.values())
-        summary = {
-            "run_id": self.run_id,
-            "pipeline": f"{self.graph.pipeline.name}@{self.graph.pipeline.version}",
-            "executor": self.record.executor,
-            "status": status,
-            "total_time": round(total, 4),
-            "sequential_time": round(sequential, 4),
-            "parallel_speedup": round(sequential / total, 2) if total > 0 else 0.0,
-            "steps": {
-                sid: {
-                    "task": f"{p.name}@{p.version}",
-                    "status": scheduler.state[sid],
-                    "invocations": self.invocations.get(sid, 0),
-                    "seconds": round(self.step_seconds.get(sid, 0.0), 4),
-                }
-                for sid, p in scheduler.pins.items()
-            },
-            "data_lineage": [str(e) for e in self.graph.edges],
-        }
-        if errors:
-            summary["errors"] = errors
-        self.result = {**outputs, "processing_summary": summary}
+        outputs = record_outcome(self.services, self.plan, self.state)
+        self.result = result_document(self.plan, self.state, self.record.executor, outputs)
         return self.result
+
+
+def record_outcome(services: Services, plan: RunPlan, state: RunState) -> dict[str, Any]:
+    """Write a finished run's status, outputs and errors; return the outputs."""
+    outputs = state.outputs(plan, services.access)
+    errors = state.errors(plan)
+    services.metadata.update_run(
+        state.run_id,
+        status=state.outcome,
+        finished_at=utc_now(),
+        outputs=outputs,
+        error="; ".join(errors) or None,
+    )
+    return outputs
+
+
+def result_document(
+    plan: RunPlan, state: RunState, executor: str, outputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The seed report's result: the outputs and a ``processing_summary``."""
+    total = (state.ended or time.time()) - state.created
+    sequential = sum(state.seconds.values())
+    summary: dict[str, Any] = {
+        "run_id": state.run_id,
+        "pipeline": plan.pipeline,
+        "executor": executor,
+        "status": state.outcome,
+        "total_time": round(total, 4),
+        "sequential_time": round(sequential, 4),
+        "parallel_speedup": round(sequential / total, 2) if total > 0 else 0.0,
+        "steps": {
+            sid: {
+                "task": f"{step.pin.name}@{step.pin.version}",
+                "status": state.status[sid],
+                "invocations": state.invocations.get(sid, 0),
+                "seconds": round(state.seconds.get(sid, 0.0), 4),
+            }
+            for sid, step in plan.steps.items()
+        },
+        "data_lineage": [e for step in plan.steps.values() for e in step.edges],
+    }
+    errors = state.errors(plan)
+    if errors:
+        summary["errors"] = errors
+    return {**outputs, "processing_summary": summary}

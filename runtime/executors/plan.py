@@ -1,0 +1,133 @@
+"""A run's plan: everything any executor needs to run a compiled pipeline, as JSON.
+
+The plan is made once per run from the pipeline graph and the pinned packages.
+The local executor keeps it in memory; the celery executor stores it once in
+Redis, so a step message only names the work (run, step, chunk, attempt) and
+any worker can rebuild the call from the plan and the run state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from runtime.executors.calls import TaskPin
+from runtime.executors.dataflow import outputs_spec, reference_value
+from runtime.graph import PipelineGraph
+from runtime.values import BlobStore, encode
+
+
+@dataclass(frozen=True)
+class ForeachPlan:
+    """Split the array value ``source`` into chunks of ``chunk`` items fed to ``port``."""
+
+    port: str
+    source: str
+    chunk: int
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """One step: its package, what it reads, what it makes, and who reads it."""
+
+    step_id: str
+    pin: TaskPin
+    needs: tuple[str, ...]
+    bindings: dict[str, dict[str, Any]]
+    """Port -> ``{"ref": VALUE_ID}`` or ``{"value": ValueRef JSON}``."""
+    outputs: tuple[str, ...]
+    edges: tuple[str, ...]
+    dependants: tuple[str, ...]
+    """The steps reading this one's outputs, in execution order."""
+    foreach: ForeachPlan | None = None
+    rank: int = 0
+    """Position in a valid execution order: ready steps start in this order."""
+    depth: int = 0
+    """The stage the step is in: the longest chain of steps before it."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StepPlan:
+        foreach = data.get("foreach")
+        return cls(
+            step_id=data["step_id"],
+            pin=TaskPin(**data["pin"]),
+            needs=tuple(data["needs"]),
+            bindings=dict(data["bindings"]),
+            outputs=tuple(data["outputs"]),
+            edges=tuple(data["edges"]),
+            dependants=tuple(data["dependants"]),
+            foreach=ForeachPlan(**foreach) if foreach else None,
+            rank=data.get("rank", 0),
+            depth=data.get("depth", 0),
+        )
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The steps of a run in execution order, its declared outputs and the inline threshold."""
+
+    pipeline: str
+    steps: dict[str, StepPlan]
+    outputs: dict[str, Any]
+    threshold: int
+
+    @classmethod
+    def build(
+        cls,
+        graph: PipelineGraph,
+        pins: Mapping[str, TaskPin],
+        store: BlobStore,
+        threshold: int,
+    ) -> RunPlan:
+        """The plan of ``graph`` with each step pinned; constants over ``threshold`` are
+        written to ``store`` once, here, rather than with every call."""
+        dependants = graph.dependants()
+        rank = {sid: i for i, sid in enumerate(graph.order)}
+        depth = {sid: n for n, stage in enumerate(graph.stages) for sid in stage}
+        steps = {}
+        for sid in graph.order:
+            step = graph.pipeline.step(sid)
+            bindings = {
+                port: {"ref": reference_value(b.reference)}
+                if b.reference is not None
+                else {"value": encode(b.constant, store, threshold).to_json()}
+                for port, b in step.bindings.items()
+            }
+            foreach = None
+            if step.foreach is not None:
+                foreach = ForeachPlan(
+                    step.foreach.port, reference_value(step.foreach.source), step.foreach.chunk
+                )
+            steps[sid] = StepPlan(
+                step_id=sid,
+                pin=pins[sid],
+                needs=tuple(sorted(graph.deps[sid])),
+                bindings=bindings,
+                outputs=tuple(graph.tasks[sid].outputs),
+                edges=tuple(str(e) for e in graph.edges_into(sid)),
+                dependants=tuple(sorted(dependants[sid], key=rank.__getitem__)),
+                foreach=foreach,
+                rank=rank[sid],
+                depth=depth[sid],
+            )
+        pipeline = graph.pipeline
+        return cls(f"{pipeline.name}@{pipeline.version}", steps, outputs_spec(pipeline), threshold)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pipeline": self.pipeline,
+            "steps": [s.to_json() for s in self.steps.values()],
+            "outputs": self.outputs,
+            "threshold": self.threshold,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunPlan:
+        steps = [StepPlan.from_json(s) for s in data["steps"]]
+        return cls(
+            data["pipeline"], {s.step_id: s for s in steps}, data["outputs"], data["threshold"]
+        )
