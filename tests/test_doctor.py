@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from runtime.cli import cli
@@ -36,6 +37,7 @@ def test_doctor_embedded_default_is_healthy(tmp_path):
     assert checks["artifacts"]["ok"] and checks["cache"]["ok"]
 
 
+@pytest.mark.celery
 def test_doctor_reports_redis_and_missing_workers(tmp_path):
     with redis_server(tmp_path) as url:
         result = invoke("doctor", "--json", env={"WTM_HOME": str(tmp_path), "WTM_BROKER_URL": url})

@@ -31,7 +31,7 @@ def face_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-@pytest.fixture(scope="module", params=["local", "celery"])
+@pytest.fixture(scope="module", params=["local", pytest.param("celery", marks=pytest.mark.celery)])
 def face_run(
     request: pytest.FixtureRequest, face_home: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Services, dict]]:

@@ -51,6 +51,7 @@ def backends(tmp_path: Path):
         yield env, endpoint
 
 
+@pytest.mark.celery
 def test_celery_run_over_s3_and_packages_readable_by_a_plain_client(backends, tmp_path):
     env, endpoint = backends
     client_env = {**env, "WTM_HOME": str(tmp_path / "client-home")}
