@@ -7,7 +7,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,12 @@ from runtime.config import Settings
 from runtime.execute import execute, prepare
 from runtime.executors.session import RunSession
 from runtime.services import Services
+from runtime.stores.metadata import NO_ITEM
 from tests.conftest import TASKS
 
-TEST_TASKS = ["add", "fail_until", "sleep", "detect", "describe"]
+TEST_TASKS = [TASKS / name for name in ("add", "fail_until", "detect", "describe")]
+HOLD = Path(__file__).resolve().parent / "tasks" / "hold"
+"""A task that runs until the test opens its gate: steps end when the test says so."""
 HEADER = "apiVersion: wtm/v1\nkind: Pipeline\nname: {name}\nversion: 1.0.0\n"
 
 DIAMOND = """
@@ -54,12 +57,42 @@ steps:
     foreach: {port: faces_array, from: $001.faces_array, chunk: 1}
     with: {image_path: $inputs.image_path}
 """
-SLOW = """
+HELD = """
+inputs:
+  gate1: {schema: {type: string}}
+  gate2: {schema: {type: string}}
+  gate3: {schema: {type: string}}
 steps:
-  - {id: "001", task: sleep, with: {seconds: 0.6}}
-  - {id: "002", task: sleep, with: {seconds: 0.6, after: $001.slept}}
-  - {id: "003", task: sleep, with: {seconds: 0.6, after: $002.slept}}
+  - {id: "001", task: hold, with: {gate: $inputs.gate1}}
+  - {id: "002", task: hold, with: {gate: $inputs.gate2, after: $001.held}}
+  - {id: "003", task: hold, with: {gate: $inputs.gate3, after: $002.held}}
 """
+"""Three steps in a chain, each running until its gate opens (see :meth:`Bench.open_gate`)."""
+
+
+class Background:
+    """A run on a thread of its own."""
+
+    def __init__(self, target: Callable[[], RunSession]) -> None:
+        self.session: RunSession | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._main, args=(target,), daemon=True)
+        self.thread.start()
+
+    def _main(self, target: Callable[[], RunSession]) -> None:
+        try:
+            self.session = target()
+        except BaseException as exc:  # handed to join()
+            self.error = exc
+
+    def join(self, timeout: float = 60.0) -> RunSession:
+        """Wait for the run's end; its session (its error raised if it raised one)."""
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"the run did not end within {timeout}s"
+        if self.error is not None:
+            raise self.error
+        assert self.session is not None
+        return self.session
 
 
 @dataclass
@@ -70,6 +103,7 @@ class Bench:
     services: Services
     folder: Path
     overrides: dict[str, Any]
+    background: list[Background] = field(default_factory=list)
 
     def settings(self) -> Settings:
         return Settings.load({"home": str(self.home), **self.overrides})
@@ -92,22 +126,58 @@ class Bench:
 
     def run_in_background(
         self, name: str, steps_yaml: str, inputs: dict[str, Any] | None = None
-    ) -> threading.Thread:
-        """Start a run on a thread; join the thread to wait for its end."""
-        thread = threading.Thread(target=self.run, args=(name, steps_yaml, inputs), daemon=True)
-        thread.start()
-        return thread
+    ) -> Background:
+        """Start a run on a thread; join it to wait for its end."""
+        run = Background(lambda: self.run(name, steps_yaml, inputs))
+        self.background.append(run)
+        return run
+
+    def start_held(self) -> tuple[Background, str]:
+        """Start :data:`HELD` in the background, its gates shut; the thread and the run ID."""
+        before = self.run_ids()
+        run = self.run_in_background("held", HELD, self.gates())
+        wait_for(lambda: bool(self.run_ids() - before), what="the run to be recorded")
+        [run_id] = self.run_ids() - before
+        return run, run_id
+
+    def gate(self, number: int) -> Path:
+        """The file that lets :data:`HELD`'s step ``number`` end once it exists."""
+        return self.folder / "gates" / f"gate{number}"
+
+    def gates(self) -> dict[str, str]:
+        """:data:`HELD`'s inputs: its three gates."""
+        return {f"gate{n}": str(self.gate(n)) for n in (1, 2, 3)}
+
+    def open_gate(self, number: int) -> None:
+        path = self.gate(number)
+        path.parent.mkdir(exist_ok=True)
+        path.touch()
 
     def run_ids(self) -> set[str]:
         return {r.run_id for r in self.services.metadata.list_runs(limit=None)}
+
+    def step_states(self, run_id: str) -> dict[str, str]:
+        """Each step's recorded state (whole steps, not foreach chunks)."""
+        return {
+            s.step_id: s.status
+            for s in self.services.metadata.list_steps(run_id)
+            if s.item == NO_ITEM
+        }
 
 
 def make_bench(root: Path, **overrides: Any) -> Iterator[Bench]:
     home = root / "home"
     with Services.open(Settings.load({"home": str(home), **overrides})) as services:
-        for name in TEST_TASKS:
-            services.registry.install(TASKS / name)
-        yield Bench(home, services, root, overrides)
+        for folder in (*TEST_TASKS, HOLD):
+            services.registry.install(folder)
+        bench = Bench(home, services, root, overrides)
+        try:
+            yield bench
+        finally:  # a test that failed half-way leaves no run going on into the next test
+            for number in (1, 2, 3):
+                bench.open_gate(number)
+            for run in bench.background:
+                run.thread.join(60)
 
 
 @pytest.fixture
@@ -185,8 +255,18 @@ def has_line(text: str, *parts: str) -> bool:
     return False
 
 
+def wait_for(check: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
+    """Wait until ``check()`` is true; fail after ``timeout`` seconds (generous: for loaded
+    machines; a passing test never waits for it)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
 async def until(
-    pilot: Pilot[Any], check: Callable[[], object], timeout: float = 10.0, what: str = "condition"
+    pilot: Pilot[Any], check: Callable[[], object], timeout: float = 30.0, what: str = "condition"
 ) -> None:
     """Let the app run until ``check()`` is true; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

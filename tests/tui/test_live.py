@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.tui.conftest import FAILING, SLOW, Bench, screen_text, screen_words, until
+from tests.tui.conftest import FAILING, Bench, screen_text, screen_words, until
 from tests.tui.helpers import dashboard
 from tui.screens.modals import ConfirmScreen, HelpScreen
 from tui.screens.run import RunScreen
@@ -13,30 +13,37 @@ async def test_a_run_started_while_open_shows_its_steps_progress(bench: Bench) -
     app = dashboard(bench)
     async with app.run_test(size=(100, 30), notifications=True) as pilot:
         await until(pilot, lambda: "no runs yet" in screen_text(app))
-        thread = bench.run_in_background("slow", SLOW)
+        run, run_id = bench.start_held()
         runs = app.screen
         assert isinstance(runs, RunsScreen)
-        await until(pilot, lambda: runs.table.row_count == 1, timeout=5, what="the new run")
-        [run_id] = runs.table.row_keys
-        assert "running" in screen_text(app)
+        await until(pilot, lambda: runs.table.row_count == 1, what="the new run")
+        assert list(runs.table.row_keys) == [run_id]
+        assert "running" in str(runs.table.row_cells(run_id)[0])
         await pilot.press("enter")
         assert isinstance(app.screen, RunScreen)
         screen = app.screen
-        seen: dict[str, set[str]] = {"001": set(), "002": set(), "003": set()}
 
-        def record() -> bool:
-            for sid, states in seen.items():
+        def states() -> list[str]:
+            """The state column of steps 001, 002, 003, as the screen shows it."""
+            shown = []
+            for sid in ("001", "002", "003"):
                 cells = screen.table.row_cells(sid)
-                if cells is not None:
-                    states.add(str(cells[3]).split()[-1])
-            return "succeeded" in seen["003"]
+                shown.append(str(cells[3]).split()[-1] if cells is not None else "")
+            return shown
 
-        await until(pilot, record, timeout=10, what="step 003 to succeed")
-        thread.join(5)
-        assert {"pending", "running"} & seen["003"], seen
-        assert "running" in seen["002"] or "running" in seen["003"], seen
-        assert "✔ succeeded" in screen_text(app)
+        # Each step ends when its gate opens: every state is on screen for as long as needed.
+        await until(pilot, lambda: states() == ["running", "pending", "pending"], what="001")
+        assert "steps 0/3 done" in screen_text(app)
+        bench.open_gate(1)
+        await until(pilot, lambda: states() == ["succeeded", "running", "pending"], what="002")
+        assert "steps 1/3 done" in screen_text(app)
+        bench.open_gate(2)
+        await until(pilot, lambda: states() == ["succeeded", "succeeded", "running"], what="003")
+        bench.open_gate(3)
+        await until(pilot, lambda: states() == ["succeeded"] * 3, what="every step done")
         await until(pilot, lambda: "steps 3/3 done" in screen_text(app))
+        assert "✔ succeeded" in screen_text(app)
+        assert run.join().run_id == run_id
         await pilot.press("escape")
         await until(pilot, lambda: "succeeded" in str(runs.table.row_cells(run_id)[0]))
 
@@ -44,10 +51,10 @@ async def test_a_run_started_while_open_shows_its_steps_progress(bench: Bench) -
 async def test_cancel_a_running_run(bench: Bench) -> None:
     app = dashboard(bench)
     async with app.run_test(size=(100, 30), notifications=True) as pilot:
-        thread = bench.run_in_background("slow", SLOW)
+        run, run_id = bench.start_held()  # step 001 runs until its gate opens: after the cancel
         runs = app.screen
-        await until(pilot, lambda: runs.table.row_count == 1, timeout=5, what="the run")
-        [run_id] = runs.table.row_keys
+        await until(pilot, lambda: runs.table.row_count == 1, what="the run")
+        await until(pilot, lambda: bench.step_states(run_id)["001"] == "running", what="001")
         await pilot.press("x")
         assert isinstance(app.screen, ConfirmScreen)
         assert f"Cancel run {run_id}?" in screen_text(app)
@@ -60,10 +67,19 @@ async def test_cancel_a_running_run(bench: Bench) -> None:
             lambda: "cancelled" in str(runs.table.row_cells(run_id)[0]),
             what="the cancelled status",
         )
-        thread.join(10)
-        assert not thread.is_alive()
-        steps = {s.step_id: s.status for s in bench.services.metadata.list_steps(run_id)}
-        assert "cancelled" in steps.values() and steps["003"] == "cancelled"
+        # The executor stops the run: its waiting steps never start, while 001 still holds.
+        await until(
+            pilot,
+            lambda: [bench.step_states(run_id)[s] for s in ("002", "003")] == ["cancelled"] * 2,
+            what="the waiting steps cancelled",
+        )
+        assert not bench.gate(1).exists()
+        bench.open_gate(1)  # 001 may end now (a task that ignores cancellation)
+        run.join()
+        assert bench.services.metadata.get_run(run_id).status == "cancelled"
+        for sid in ("002", "003"):
+            step = bench.services.metadata.get_step(run_id, sid)
+            assert step is not None and step.status == "cancelled" and step.started_at is None
         await pilot.press("x")
         assert not isinstance(app.screen, ConfirmScreen)
         await until(pilot, lambda: f"run {run_id} is already cancelled" in app.notices)
