@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import queue
+import subprocess
+import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from click.testing import CliRunner
 
 from runtime.cli.dashboard import watch
-from tests.tui.conftest import DIAMOND, FAILING, SLOW, Bench
+from tests.tui.conftest import DIAMOND, FAILING, Bench, has_line, wait_for
 
 
 def run_watch(bench: Bench, *args: str):
@@ -15,6 +22,76 @@ def run_watch(bench: Bench, *args: str):
     return runner.invoke(
         watch, [*args, "--interval", "0.1"], env={"WTM_HOME": str(bench.home), "COLUMNS": "120"}
     )
+
+
+class Watching:
+    """A ``wtm runs watch`` process, its output read line by line as it comes."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self.ended = False
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def _take(self, timeout: float) -> None:
+        """Read the next line if one comes within ``timeout`` seconds."""
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            return
+        if line is None:
+            self.ended = True
+        else:
+            self.seen.append(line)
+
+    def wait_for_line(self, *parts: str, timeout: float = 60.0) -> str:
+        """The first line holding every one of ``parts`` in order; waits for it to come."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = next((line for line in self.seen if has_line(line, *parts)), None)
+            if found is not None:
+                return found
+            if self.ended or time.monotonic() > deadline:
+                raise AssertionError(f"no line with {parts} in:\n{self.output()}")
+            self._take(0.1)
+
+    def wait(self, timeout: float = 60.0) -> int:
+        """The exit code, once the process ended and all its output is read."""
+        code = self.process.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while not self.ended and time.monotonic() < deadline:
+            self._take(0.1)
+        assert self.ended, "the output did not end with the process"
+        return code
+
+    def output(self) -> str:
+        return "".join(self.seen)
+
+
+@contextmanager
+def watching(bench: Bench, run_id: str) -> Iterator[Watching]:
+    """``wtm runs watch RUN_ID`` as a process of its own, as a user runs it."""
+    env = {**os.environ, "WTM_HOME": str(bench.home), "COLUMNS": "120", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runtime.cli", "runs", "watch", run_id, "--interval", "0.1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield Watching(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
 
 
 def test_succeeded_run_exits_0_with_its_table(bench: Bench) -> None:
@@ -43,31 +120,33 @@ def test_unknown_run_exits_2(bench: Bench) -> None:
 
 
 def test_follows_a_live_run_to_its_end(bench: Bench) -> None:
-    before = bench.run_ids()
-    thread = bench.run_in_background("slow", SLOW)
-    deadline = time.monotonic() + 5
-    while not bench.run_ids() - before and time.monotonic() < deadline:
-        time.sleep(0.02)
-    [run_id] = bench.run_ids() - before
-    result = run_watch(bench, run_id)
-    thread.join(5)
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    running = [line for line in lines if "● running on" in line]
-    done = [line for line in lines if "✔ succeeded in" in line]
-    assert {line.split()[1] for line in running} >= {"002", "003"}, result.output
-    assert {line.split()[1] for line in done} == {"001", "002", "003"}, result.output
+    run, run_id = bench.start_held()
+    with watching(bench, run_id) as watch_process:
+        for number, sid in enumerate(("001", "002", "003"), start=1):
+            # Each step holds until its gate opens: only once watch reported it running.
+            watch_process.wait_for_line(sid, "hold", "● running on")
+            bench.open_gate(number)
+            watch_process.wait_for_line(sid, "hold", "✔ succeeded in")
+        code = watch_process.wait()
+    run.join()
+    output = watch_process.output()
+    assert code == 0, output
+    assert f"✔ succeeded  held@1.0.0  run {run_id}" in output
+    assert "3/3 steps done" in output
+    for sid in ("001", "002", "003"):
+        assert has_line(output, sid, "hold@1.0.0", "✔ succeeded"), output
 
 
 def test_cancelled_run_exits_1(bench: Bench) -> None:
-    before = bench.run_ids()
-    thread = bench.run_in_background("slow", SLOW)
-    deadline = time.monotonic() + 5
-    while not bench.run_ids() - before and time.monotonic() < deadline:
-        time.sleep(0.02)
-    [run_id] = bench.run_ids() - before
-    bench.services.metadata.update_run(run_id, status="cancelled")
-    thread.join(5)
+    run, run_id = bench.start_held()
+    wait_for(lambda: bench.step_states(run_id).get("001") == "running", what="step 001")
+    bench.services.metadata.update_run(run_id, status="cancelled")  # what `wtm runs cancel` does
+    wait_for(
+        lambda: bench.step_states(run_id).get("003") == "cancelled",
+        what="the executor to stop the run",
+    )
+    bench.open_gate(1)
+    run.join()
     result = run_watch(bench, run_id)
     assert result.exit_code == 1, result.output
     assert "⊘ cancelled" in result.output
