@@ -21,13 +21,17 @@ from tui.celery_events import CeleryMonitor
 from tui.screens.workers import WorkersScreen
 from tui.widgets import LiveTable, plain
 
-PARALLEL_SLEEPS = """
+PARALLEL_HELD = """
+inputs:
+  gate1: {schema: {type: string}}
+  gate2: {schema: {type: string}}
 steps:
-  - {id: "001", task: sleep, with: {seconds: 0.9}}
-  - {id: "002", task: sleep, with: {seconds: 0.9}}
-  - {id: "003", task: sleep, with: {seconds: 0.9, after: $001.slept}}
-  - {id: "004", task: sleep, with: {seconds: 0.9, after: $002.slept}}
+  - {id: "001", task: hold, with: {gate: $inputs.gate1}}
+  - {id: "002", task: hold, with: {gate: $inputs.gate2}}
+  - {id: "003", task: hold, with: {gate: $inputs.gate1, after: $001.held}}
+  - {id: "004", task: hold, with: {gate: $inputs.gate2, after: $002.held}}
 """
+"""Two branches of two steps; 001 and 002 run (on both worker slots) until their gates open."""
 NAME = "tuitest"
 
 
@@ -64,11 +68,13 @@ def restarted_redis(url: str, folder: Path) -> Iterator[None]:
         process.wait(10)
 
 
-def run_on_celery(bench: Bench, broker: str, name: str, steps_yaml: str) -> str:
+def run_on_celery(
+    bench: Bench, broker: str, name: str, steps_yaml: str, inputs: dict[str, str]
+) -> str:
     """Run a pipeline on the celery executor to its end; its status."""
     checked, pins = prepare(bench.services, bench.manifest(name, steps_yaml))
     [session] = execute(
-        bench.services, checked, pins, [{}], executor="celery", workers=2, broker_url=broker
+        bench.services, checked, pins, [inputs], executor="celery", workers=2, broker_url=broker
     )
     return str(bench.services.metadata.get_run(session.run_id).status)
 
@@ -101,7 +107,7 @@ async def test_workers_screen_lists_the_celery_worker_live(
             row = celery_row(app)
             return row is not None and row["state"] == "● online"
 
-        await until(pilot, online, timeout=8, what="the worker online")
+        await until(pilot, online, what="the worker online")
         text = screen_text(app)
         assert "queue celery: 0 waiting, 0 unacked" in text
         assert broker.removeprefix("redis://") in text
@@ -109,21 +115,33 @@ async def test_workers_screen_lists_the_celery_worker_live(
         assert row is not None and row["heartbeat"].endswith("s ago")
         before = int(row["processed"])
 
+        gates = {"gate1": str(bench.gate(1)), "gate2": str(bench.gate(2))}
         running = asyncio.create_task(
-            asyncio.to_thread(run_on_celery, bench, broker, "sleeps", PARALLEL_SLEEPS)
+            asyncio.to_thread(run_on_celery, bench, broker, "held", PARALLEL_HELD, gates)
         )
         most_active = 0
 
-        def finished() -> bool:
+        def active(wanted: int) -> bool:
             nonlocal most_active
             row = celery_row(app)
             assert row is not None
             most_active = max(most_active, int(row["active"]))
-            return running.done() and int(row["processed"]) >= before + 4 and row["active"] == "0"
+            return int(row["active"]) == wanted
 
-        await until(pilot, finished, timeout=20, what="processed to rise by 4 steps")
+        # 001 and 002 hold both worker slots until their gates open: 2 active tasks.
+        await until(pilot, lambda: active(2), what="001 and 002 active on the worker")
+        assert not running.done()
+        bench.open_gate(1)
+        bench.open_gate(2)
+
+        def finished() -> bool:
+            row = celery_row(app)
+            assert row is not None
+            return active(0) and running.done() and int(row["processed"]) >= before + 4
+
+        await until(pilot, finished, timeout=60, what="processed to rise by 4 steps")
         assert await running == "succeeded"
-        assert 1 <= most_active <= 2, "running steps show as active tasks, at most -c 2"
+        assert most_active == 2, "running steps show as active tasks, at most -c 2"
         row = celery_row(app)
         assert row is not None and row["failed"] == "0" and row["state"] == "● online"
         local = app.screen.query_one("#workers", LiveTable)
@@ -147,7 +165,6 @@ async def test_a_broker_that_goes_away_shows_a_banner_and_reconnects(
             await until(
                 pilot,
                 lambda: "Celery broker" in screen_text(app) and "unreachable" in screen_text(app),
-                timeout=8,
                 what="the banner",
             )
             assert app.is_running and isinstance(app.screen, WorkersScreen)
@@ -161,7 +178,7 @@ async def test_a_broker_that_goes_away_shows_a_banner_and_reconnects(
                         "unreachable" not in screen_text(app)
                         and "queue celery: 0 waiting" in screen_text(app)
                     ),
-                    timeout=10,
+                    timeout=60,
                     what="the reconnection",
                 )
                 assert any("reconnected" in n for n in app.notices)
