@@ -109,6 +109,14 @@ class RunState:
         """The reasons of failed steps, in execution order."""
         return [self.reasons[s] for s in plan.steps if self.status[s] == "failed"]
 
+    def why_ended(self, plan: RunPlan) -> str | None:
+        """Why a run that did not succeed ended: its errors, or why it was cancelled."""
+        errors = self.errors(plan)
+        if errors:
+            return "; ".join(errors)
+        cancelled = [self.reasons.get(s) for s in plan.steps if self.status[s] == "cancelled"]
+        return next((r for r in cancelled if r), None)
+
     def current(self, call: StepCall) -> bool:
         """Whether ``call`` is the attempt in flight (not a duplicate, not stale)."""
         held = self.inflight.get(call.key)

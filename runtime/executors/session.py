@@ -146,13 +146,12 @@ class RunSession:
 def record_outcome(services: Services, plan: RunPlan, state: RunState) -> dict[str, Any]:
     """Write a finished run's status, outputs and errors; return the outputs."""
     outputs = state.outputs(plan, services.access)
-    errors = state.errors(plan)
     services.metadata.update_run(
         state.run_id,
         status=state.outcome,
         finished_at=utc_now(),
         outputs=outputs,
-        error="; ".join(errors) or None,
+        error=state.why_ended(plan),
     )
     return outputs
 

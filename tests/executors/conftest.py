@@ -16,7 +16,16 @@ from runtime.services import Services
 from tests.conftest import TASKS
 from tests.services import redis_server, start_worker, stop_worker
 
-TEST_TASKS = ["add", "fail_until", "sleep", "make_list", "detect", "describe", "describe_v2"]
+TEST_TASKS = [
+    "add",
+    "fail_until",
+    "sleep",
+    "make_list",
+    "detect",
+    "describe",
+    "describe_v2",
+    "crash",
+]
 
 
 def installed(home: Path) -> Services:

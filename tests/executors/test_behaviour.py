@@ -293,3 +293,73 @@ def test_batch_one_bad_input_fails_only_its_run(request, services, executor, tmp
     assert sorted(s.run_id for s in finished) == sorted(s.run_id for s in sessions)
     batch_ids = {services.metadata.get_run(s.run_id).batch_id for s in sessions}
     assert len(batch_ids) == 1 and None not in batch_ids
+
+
+def test_a_step_starts_when_its_own_inputs_are_done_not_its_stage(run, services):
+    session = run("""
+steps:
+  - {id: a, task: sleep, with: {seconds: 0.05}}
+  - {id: b, task: sleep, with: {seconds: 0.8, after: $a.slept}}
+  - {id: c, task: sleep, with: {seconds: 0.05, after: $a.slept}}
+  - {id: d, task: sleep, with: {seconds: 0.05, after: $c.slept}}
+""")
+    assert session.result["processing_summary"]["status"] == "succeeded"
+    steps = steps_by_id(services, session.run_id)
+    b, d = steps[("b", -1)], steps[("d", -1)]
+    assert datetime.fromisoformat(d.finished_at) < datetime.fromisoformat(b.finished_at), (
+        "d waited for b, which it does not read"
+    )
+
+
+def test_skips_name_the_root_failure_however_deep(run, services):
+    session = run("""
+steps:
+  - {id: "001", task: fail_until, with: {value: 1, attempt: 9}}
+  - {id: "002", task: add, with: {a: $001.value, b: 1}}
+  - {id: "003", task: add, with: {a: $002.sum, b: 1}}
+""")
+    steps = steps_by_id(services, session.run_id)
+    assert [(s, steps[(s, -1)].status, steps[(s, -1)].error) for s in ("002", "003")] == [
+        ("002", "skipped", "skipped: step 001 failed"),
+        ("003", "skipped", "skipped: step 001 failed"),
+    ]
+    assert session.result["processing_summary"]["steps"]["003"]["status"] == "skipped"
+
+
+def test_a_plugin_calling_sys_exit_fails_its_step_and_the_run_ends(run, services):
+    session = run("""
+steps:
+  - {id: "001", task: crash, with: {how: exit}}
+  - {id: "002", task: add, with: {a: 1, b: 2}}
+""")
+    summary = session.result["processing_summary"]
+    assert summary["status"] == "failed"
+    assert summary["errors"] == ["step 001 (crash@1.0.0): the plugin called sys.exit(3)"]
+    assert summary["steps"]["002"]["status"] == "succeeded"
+    assert services.metadata.get_run(session.run_id).status == "failed"
+
+
+def test_a_process_that_dies_under_a_step_is_replaced_and_the_step_runs_again(run, services):
+    session = run("""
+steps:
+  - {id: "001", task: crash, with: {how: os_exit, until: 2}}
+outputs:
+  attempt: $001.attempt
+""")
+    assert session.result["attempt"] == 2
+    record = steps_by_id(services, session.run_id)[("001", -1)]
+    assert (record.status, record.attempt) == ("succeeded", 2)
+
+
+def test_a_step_whose_process_always_dies_fails_after_three_losses(run, services):
+    session = run("""
+steps:
+  - {id: "001", task: crash, with: {how: sigkill}}
+""")
+    summary = session.result["processing_summary"]
+    assert summary["status"] == "failed"
+    assert summary["errors"] == [
+        "step 001 (crash@1.0.0): worker lost 3 times while running this step"
+    ]
+    record = steps_by_id(services, session.run_id)[("001", -1)]
+    assert record.status == "failed" and record.attempt == 3

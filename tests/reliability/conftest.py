@@ -1,0 +1,141 @@
+"""Fault tests against real processes: private redis-servers with persistence, real
+``wtm worker`` and ``wtm run`` processes, SIGKILL. Each test adds a row to the summary
+table printed at the end of the session: faults injected, runs submitted, how they ended."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from runtime.config import Settings
+from runtime.services import Services
+from runtime.stores.metadata import ACTIVE_RUN_STATUSES
+from tests.executors.conftest import installed
+from tests.reliability.servers import PersistentRedis
+from tests.services import start_worker, stop_worker
+
+pytestmark = pytest.mark.celery
+
+
+@dataclass
+class Outcome:
+    """One row of the summary: a fault and what became of the runs it hit."""
+
+    fault: str
+    submitted: int = 0
+    succeeded: int = 0
+    failed: list[str] = field(default_factory=list)
+    lost: int = 0
+    stuck: int = 0
+
+
+ROWS: list[Outcome] = []
+
+
+def tally(fault: str, services: Services, run_ids: list[str]) -> Outcome:
+    """How the runs ended, as a summary row (lost: no record; stuck: still active)."""
+    row = Outcome(fault, submitted=len(run_ids))
+    for run_id in run_ids:
+        record = services.metadata.get_run(run_id)
+        if record is None:
+            row.lost += 1
+        elif record.status in ACTIVE_RUN_STATUSES:
+            row.stuck += 1
+        elif record.status == "succeeded":
+            row.succeeded += 1
+        else:
+            row.failed.append(f"{record.status}: {record.error or 'cancelled'}")
+    ROWS.append(row)
+    return row
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not ROWS:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("reliability: faults injected and how the runs ended")
+    write(f"{'fault':<58} {'runs':>4} {'ok':>4} {'failed':>6} {'lost':>4} {'stuck':>5}")
+    for row in ROWS:
+        write(
+            f"{row.fault:<58} {row.submitted:>4} {row.succeeded:>4} {len(row.failed):>6} "
+            f"{row.lost:>4} {row.stuck:>5}"
+        )
+        for reason in sorted(set(row.failed)):
+            write(f"    failed with reason: {reason[:150]}")
+
+
+def wait_for(condition: Callable[[], object], seconds: float, what: str) -> object:
+    """Poll ``condition`` until it returns something truthy; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = condition()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds:g}s waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass
+class Cluster:
+    """A persistent Redis, shared stores with the test plugins, and workers on demand."""
+
+    folder: Path
+    redis: PersistentRedis
+    home: Path
+    services: Services
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        # the visibility timeout is only a backstop: recovery must not wait for it
+        return {"WTM_HOME": str(self.home), "WTM_VISIBILITY_TIMEOUT": "600"}
+
+    def worker(self, name: str, concurrency: int = 1) -> subprocess.Popen[bytes]:
+        process = start_worker(
+            self.redis.url, self.env, self.folder / f"{name}.log", concurrency, name
+        )
+        self.workers.append(process)
+        return process
+
+    def pipeline(self, text: str) -> Path:
+        path = self.folder / "pipeline.yaml"
+        path.write_text("apiVersion: wtm/v1\nkind: Pipeline\nname: faults\nversion: 1.0.0\n" + text)
+        return path
+
+    def wtm(self, *args: str) -> subprocess.Popen[str]:
+        """A ``wtm`` command on this cluster, in its own process group."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "runtime.cli", *args],
+            env={**os.environ, **self.env, "WTM_BROKER_URL": self.redis.url},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=self.folder,
+            start_new_session=True,
+        )
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    redis = PersistentRedis(tmp_path)
+    redis.start()
+    home = tmp_path / "home"
+    installed(home).close()
+    services = Services.open(Settings.load({"home": str(home)}))
+    found = Cluster(tmp_path, redis, home, services)
+    try:
+        yield found
+    finally:
+        for worker in found.workers:
+            stop_worker(worker, signal.SIGKILL)
+        services.close()
+        redis.stop()
