@@ -158,3 +158,22 @@ def start_wtm_worker(
             return process
     stop_worker(process)
     raise RuntimeError(f"worker did not answer: {log.read_text()[-2000:]}")
+
+
+def release_results(result: Any) -> None:
+    """Stop following a finished raw Celery canvas's results (an ``AsyncResult``): the
+    Redis backend keeps the chord members it was told to watch until then, and would
+    otherwise unsubscribe them at garbage collection, when the broker may be gone (a
+    reconnect loop in a ``__del__``). wtm's executor uses no Celery results; the raw
+    and hand-written baselines do."""
+    backend = result.backend
+    pending = getattr(backend, "_pending_results", None)  # Redis backend: (concrete, weak)
+    node: Any = result
+    while node is not None:
+        for member in [node, *(getattr(node, "results", None) or ())]:
+            # the backend may hold other objects of the same task ID (a chord's own
+            # GroupResult made when it was sent): release those too
+            waiters = [] if pending is None else pending[0].get(member.id, {}).values()
+            for waiter in [member, *waiters]:
+                backend.remove_pending_result(waiter)
+        node = node.parent

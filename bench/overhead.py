@@ -30,11 +30,10 @@ from typing import Any
 
 from celery import chain, chord, group
 
-from bench.common import interleaved_raw, result_row
+from bench.common import interleaved_raw, release_results, result_row
 from runtime.config import Settings
 from runtime.execute import execute, prepare
 from runtime.executors.celery_app import make_app
-from runtime.executors.celery_executor import release_results
 from runtime.executors.local import LocalExecutor
 from runtime.executors.session import RunSession
 from runtime.services import Services

@@ -161,7 +161,7 @@ def test_with_no_worker_the_client_says_so_and_honours_its_timeout(cluster: Clus
     path = cluster.pipeline(slow(0))
     started = time.monotonic()
     command = cluster.wtm("run", str(path), "--executor", "celery", "--timeout", "8")
-    out, err = command.communicate(timeout=60)
+    _, err = command.communicate(timeout=60)
     took = time.monotonic() - started
     assert command.returncode == 1, err
     assert "no wtm worker is alive" in " ".join(err.split())
@@ -182,7 +182,7 @@ def test_a_killed_client_s_run_goes_on_and_watch_reattaches(cluster: Cluster):
     os.killpg(command.pid, signal.SIGKILL)
     command.communicate(timeout=30)
     watch = cluster.wtm("runs", "watch", step.run_id)
-    out, err = watch.communicate(timeout=120)
+    _, err = watch.communicate(timeout=120)
     assert watch.returncode == 0, err
     row = tally("wtm run (celery client) SIGKILLed", cluster.services, [step.run_id])
     assert (row.succeeded, row.stuck, row.lost) == (1, 0, 0), row
