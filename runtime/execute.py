@@ -10,6 +10,7 @@ from runtime.executors.base import ExecutorOptions, Pool, open_executor
 from runtime.executors.calls import TaskPin
 from runtime.executors.session import RunSession, new_run_id, pins_for
 from runtime.manifest import PipelineManifest, load_manifest
+from runtime.owner import this_process
 from runtime.problems import ManifestError
 from runtime.services import Services
 from runtime.validate import CheckedPipeline, check_pipeline
@@ -53,6 +54,7 @@ def execute(
                 chosen.prepare_inputs(checked.pipeline, inputs),
                 chosen.name,
                 batch_id,
+                owner=this_process() if chosen.in_process else None,
             )
             for inputs in runs
         ]

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from runtime.cli.common import open_services
 from runtime.cli.output import console, fail, print_json
+from runtime.executors.reconcile import reconcile
 from runtime.registry import InstallError, manifest_of
 from runtime.stores.errors import Conflict, NotFound, StoreError
 from runtime.stores.metadata import PluginRecord
@@ -132,6 +133,7 @@ def remove(ref: str) -> None:
     if not is_version(parsed.constraint):
         fail("give the exact version to remove: NAME@VERSION")
     with open_services() as services:
+        reconcile(services)
         try:
             record = services.registry.remove(parsed.name, parsed.constraint)
         except (NotFound, Conflict) as exc:

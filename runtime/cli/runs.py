@@ -10,6 +10,7 @@ from rich.tree import Tree
 
 from runtime.cli.common import open_services
 from runtime.cli.output import console, fail, print_json
+from runtime.executors.reconcile import reconcile
 from runtime.lineage import LineageNode, final_values, lineage
 from runtime.stores.metadata import ACTIVE_RUN_STATUSES, RUN_STATUSES, RunRecord
 
@@ -48,6 +49,7 @@ def runs() -> None:
 def list_(status: str | None, limit: int, as_json: bool) -> None:
     """Recent runs, newest first."""
     with open_services() as services:
+        reconcile(services)
         found = services.metadata.list_runs(status=status, limit=limit)
     if as_json:
         print_json([r.to_dict() for r in found])
@@ -74,6 +76,7 @@ def list_(status: str | None, limit: int, as_json: bool) -> None:
 def show(run_id: str, as_json: bool) -> None:
     """A run: its inputs, outcome and every step execution."""
     with open_services() as services:
+        reconcile(services)
         run = services.metadata.get_run(run_id)
         if run is None:
             fail(f"no run {run_id!r}; see wtm runs list")

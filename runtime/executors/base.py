@@ -47,6 +47,8 @@ class Executor(ABC):
     """Runs sessions to completion on some pool of processes."""
 
     name: ClassVar[str]
+    in_process: ClassVar[bool] = False
+    """True if a run ends with the process that started it (its record names that owner)."""
 
     def prepare_inputs(
         self, pipeline: PipelineManifest, inputs: Mapping[str, Any]

@@ -29,7 +29,7 @@ from typing import Any
 from runtime.config import Settings
 from runtime.executors.base import Executor, ExecutorOptions, Interrupted, Pool
 from runtime.executors.calls import StepCall, StepResult
-from runtime.executors.runner import StepFailed, run_call
+from runtime.executors.runner import StepFailed, one_line, run_call
 from runtime.executors.session import RunSession
 from runtime.services import Services
 from runtime.timeouts import HARD_LIMIT_GRACE
@@ -63,6 +63,7 @@ class LocalExecutor(Executor):
     """Runs calls on a process (or thread) pool; one pool serves many runs."""
 
     name = "local"
+    in_process = True
 
     def __init__(
         self, services: Services, workers: int | None = None, pool: Pool = "process"
@@ -163,6 +164,9 @@ class LocalExecutor(Executor):
                         continue
                     except BrokenProcessPool:
                         self._recover(running, session, call, None)
+                        continue
+                    except Exception as exc:  # the stores failed around the step (disk full)
+                        submit(session, session.attempt_failed(call, one_line(exc, call.label())))
                         continue
                     submit(session, session.succeeded(call, result))
                 self._enforce_hard_limits(running)

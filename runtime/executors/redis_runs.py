@@ -48,7 +48,7 @@ def _plan_key(run_id: str) -> str:
     return f"{PREFIX}run:{run_id}:plan"
 
 
-def _state_key(run_id: str) -> str:
+def state_key(run_id: str) -> str:
     return f"{PREFIX}run:{run_id}:state"
 
 
@@ -139,7 +139,7 @@ class RedisRuns:
         def write() -> None:
             with self.redis.pipeline() as pipe:
                 pipe.set(_plan_key(state.run_id), json.dumps(doc))
-                pipe.set(_state_key(state.run_id), json.dumps(state.to_json()))
+                pipe.set(state_key(state.run_id), json.dumps(state.to_json()))
                 pipe.sadd(ACTIVE, state.run_id)
                 pipe.execute()
 
@@ -150,7 +150,7 @@ class RedisRuns:
         return _envelope(self, run_id)
 
     def state(self, run_id: str) -> RunState | None:
-        raw = self.call(lambda: self.redis.get(_state_key(run_id)))
+        raw = self.call(lambda: self.redis.get(state_key(run_id)))
         return RunState.from_json(json.loads(raw)) if raw is not None else None
 
     def active(self) -> list[str]:
@@ -161,7 +161,7 @@ class RedisRuns:
         """Apply ``change`` to the run's state atomically; the new state and what ``change``
         returned, or None if the run is not here. ``change`` may run more than once (when
         another process changed the state first): it must only change the state."""
-        key = _state_key(run_id)
+        key = state_key(run_id)
 
         def attempt() -> tuple[RunState, T] | None:
             with self.redis.pipeline() as pipe:
@@ -188,7 +188,7 @@ class RedisRuns:
     def _ended(self, pipe: Any, run_id: str) -> None:
         """Within a transaction: the run just ended; let its keys expire."""
         pipe.srem(ACTIVE, run_id)
-        pipe.expire(_state_key(run_id), KEEP_FINISHED_SECONDS)
+        pipe.expire(state_key(run_id), KEEP_FINISHED_SECONDS)
         pipe.expire(_plan_key(run_id), KEEP_FINISHED_SECONDS)
 
     def announce(self, run_id: str) -> None:
@@ -210,7 +210,7 @@ class RedisRuns:
         """The states of those of ``run_ids`` that ended."""
         if not run_ids:
             return []
-        raws = self.call(lambda: self.redis.mget([_state_key(r) for r in run_ids]))
+        raws = self.call(lambda: self.redis.mget([state_key(r) for r in run_ids]))
         states = [RunState.from_json(json.loads(raw)) for raw in raws if raw is not None]
         return [s for s in states if s.finished]
 

@@ -67,6 +67,7 @@ class RunSession:
         executor: str,
         batch_id: str | None = None,
         run_id: str | None = None,
+        owner: str | None = None,
     ) -> RunSession:
         """Record a new running run, its pipeline inputs and its pending steps."""
         pipeline = graph.pipeline
@@ -84,6 +85,7 @@ class RunSession:
             started_at=utc_now(),
             plugins=sorted({f"{p.name}@{p.version}#{p.digest}" for p in pins.values()}),
             batch_id=batch_id,
+            owner=owner,
         )
         services.metadata.create_run(record)
         for name, ref in refs.items():

@@ -112,6 +112,8 @@ class RunRecord(Record):
     outputs: dict[str, Any] = field(default_factory=dict)
     plugins: list[str] = field(default_factory=list)
     batch_id: str | None = None
+    owner: str | None = None
+    """The process driving a local run (``host:pid:start``): when it is gone, so is the run."""
 
     TIMESTAMPS: ClassVar[tuple[str, ...]] = ("created_at", "started_at", "finished_at")
     STATUSES: ClassVar[tuple[str, ...]] = RUN_STATUSES

@@ -67,7 +67,8 @@ _SCHEMA_V1 = (
         size INTEGER NOT NULL, sources TEXT NOT NULL,
         PRIMARY KEY (run_id, value_id))""",
 )
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1,)
+_RUN_OWNER = ("ALTER TABLE runs ADD COLUMN owner TEXT",)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _RUN_OWNER)
 """``MIGRATIONS[i]`` upgrades schema version ``i`` to ``i + 1``."""
 
 WRITE_ATTEMPTS = 5
