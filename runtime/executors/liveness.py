@@ -9,17 +9,25 @@ run again as a new attempt (failing after ``WTM_MAX_WORKER_LOST`` losses, 3 by
 default); a call killed by its hard time limit fails that attempt; and the
 calls of the run that were made but may never have been published (the holder
 died between saving the state and publishing) are published again: a
-duplicate is harmless. Celery's visibility timeout stays a backstop only.
+duplicate is harmless. It also looks for *stranded* messages: a worker that
+loses its broker connection cannot hand back the messages it had taken but not
+started, which stay in Redis's unacked set until the visibility timeout (an
+hour by default). A ``wtm.step`` message unacked for ``STRANDED_SECONDS`` whose
+call is current and unleased is published again. Celery's visibility timeout
+stays a backstop only.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -31,6 +39,10 @@ from runtime.executors.runstate import DEFAULT_MAX_LOST, RunState, Transition
 log = logging.getLogger("wtm.liveness")
 HEARTBEAT_SECONDS = 2.0
 REAPER_LOCK = "wtm:reaper"
+STRANDED_SECONDS = 15.0
+"""A taken message whose call no process claimed in this long is stranded."""
+UNACKED, UNACKED_INDEX = "unacked", "unacked_index"
+"""kombu's Redis transport: messages taken and not acknowledged, and when."""
 
 
 def max_lost() -> int:
@@ -92,6 +104,53 @@ def recover(runs: RedisRuns, app: Celery, lease: Lease, node_alive: bool) -> Non
     log.warning("recovered %s of run %s from %s", lease.key, lease.run_id, lease.holder)
 
 
+def step_message(raw: str) -> tuple[str, str, int] | None:
+    """``(run_id, key, attempt)`` of an unacked ``wtm.step`` message not waiting for an
+    ETA (a retry's backoff), or None."""
+    try:
+        payload = json.loads(raw)[0]
+        headers = payload["headers"]
+        if headers.get("task") != "wtm.step":
+            return None
+        eta = headers.get("eta")
+        if eta and datetime.fromisoformat(eta).timestamp() > time.time():
+            return None
+        body = payload["body"]
+        if payload.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        run_id, key, attempt = json.loads(body)[0]
+        return str(run_id), str(key), int(attempt)
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
+def restore_stranded(runs: RedisRuns, app: Celery) -> None:
+    """Publish again the calls whose message is stuck in the unacked set of a worker that
+    lost its connection, and drop those messages."""
+    from runtime.executors.celery_tasks import publish
+
+    redis_ = runs.redis
+    found_tags = redis_.zrangebyscore(UNACKED_INDEX, "-inf", time.time() - STRANDED_SECONDS)
+    for tag in [str(t) for t in found_tags]:
+        raw = redis_.hget(UNACKED, tag)
+        found = step_message(str(raw)) if raw is not None else None
+        if found is None:
+            continue
+        run_id, key, attempt = found
+        state, envelope = runs.state(run_id), runs.envelope(run_id)
+        call = state.call(key) if state is not None else None
+        current = call is not None and call.attempt == attempt
+        if current and runs.lease(run_id, key) is not None:
+            continue  # a live process works on it: a long step, not a stranded message
+        if current and call is not None and envelope is not None:
+            publish(app, envelope.plan, [call])
+            log.warning("restored stranded %s of run %s", key, run_id)
+        with redis_.pipeline() as pipe:
+            pipe.zrem(UNACKED_INDEX, tag)
+            pipe.hdel(UNACKED, tag)
+            pipe.execute()
+
+
 class Liveness(threading.Thread):
     """The heartbeat and reaper thread of a worker's main process."""
 
@@ -139,3 +198,5 @@ class Liveness(threading.Thread):
         for lease in list(self.runs.leases()):
             if not holder_alive(lease, nodes, judged_after):
                 recover(self.runs, self.app, lease, lease.node in nodes)
+        if time.time() > judged_after:
+            restore_stranded(self.runs, self.app)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime
@@ -186,3 +188,34 @@ def test_a_killed_client_s_run_goes_on_and_watch_reattaches(cluster: Cluster):
     assert watch.returncode == 0, err
     row = tally("wtm run (celery client) SIGKILLed", cluster.services, [step.run_id])
     assert (row.succeeded, row.stuck, row.lost) == (1, 0, 0), row
+
+
+THIEF = """
+import os, signal, sys
+from kombu import Connection
+with Connection(sys.argv[1]) as conn:
+    queue = conn.SimpleQueue("celery")
+    message = queue.get(timeout=60)  # taken, not acknowledged: now in Redis's unacked set
+    print(message.headers["task"], flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # dies before any call is claimed
+"""
+
+
+def test_a_message_taken_by_a_worker_that_died_before_claiming_it_is_restored(
+    cluster: Cluster,
+):
+    client, sessions = in_background(cluster, cluster.pipeline(slow(0)), 1)
+    thief = subprocess.run(
+        [sys.executable, "-c", THIEF, cluster.redis.url], capture_output=True, text=True, timeout=90
+    )
+    assert thief.stdout.strip() == "wtm.step" and thief.returncode == -signal.SIGKILL
+    taken = time.monotonic()
+    cluster.worker("only")
+    client.join(120)
+    assert not client.is_alive(), "the client is still waiting"
+    [session] = sessions
+    row = tally(
+        "message taken, taker SIGKILLed before claiming", cluster.services, [session.run_id]
+    )
+    assert (row.succeeded, row.stuck, row.lost) == (1, 0, 0), row
+    assert time.monotonic() - taken < 60, "waited for the visibility timeout (600 s here)"
