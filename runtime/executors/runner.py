@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -76,6 +77,8 @@ def run_call(
             for port, v in outputs.items()
         }
     except (Exception, SystemExit) as exc:
+        if isinstance(exc, SystemExit) and _terminated():
+            raise  # the pool is ending this process (a hard time limit): not the plugin
         seconds = time.perf_counter() - started
         message = exit_message(exc, label) if isinstance(exc, SystemExit) else one_line(exc, label)
         services.metadata.record_step(
@@ -184,6 +187,14 @@ def one_line(exc: BaseException, label: str) -> str:
     if text.startswith(label):
         return text
     return f"{label}: {type(exc).__name__}: {text}"
+
+
+def _terminated() -> bool:
+    """True if this process's terminate-signal handler raised the SystemExit (a Celery pool
+    process killed at its hard time limit or at shutdown), rather than the plugin."""
+    common = sys.modules.get("billiard.common")
+    fired = getattr(common, "terminate_handler_fired", None)
+    return bool(fired is not None and fired())
 
 
 def exit_message(exc: SystemExit, label: str) -> str:

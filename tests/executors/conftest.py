@@ -25,6 +25,7 @@ TEST_TASKS = [
     "describe",
     "describe_v2",
     "crash",
+    "hang",
 ]
 
 
@@ -51,7 +52,7 @@ def celery_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
             stop_worker(worker)
 
 
-@pytest.fixture(params=["local", "celery"])
+@pytest.fixture(params=["local", pytest.param("celery", marks=pytest.mark.celery)])
 def executor(request: pytest.FixtureRequest) -> str:
     """The executor under test."""
     return str(request.param)

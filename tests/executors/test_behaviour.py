@@ -363,3 +363,13 @@ steps:
     ]
     record = steps_by_id(services, session.run_id)[("001", -1)]
     assert record.status == "failed" and record.attempt == 3
+
+
+def test_a_step_past_its_hard_limit_is_killed_with_the_same_reason(run, services):
+    session = run("""
+steps:
+  - {id: "001", task: hang, with: {seconds: 30}}
+""")
+    summary = session.result["processing_summary"]
+    assert summary["errors"] == ["step 001 (hang@1.0.0): timed out after 1s (killed)"]
+    assert summary["status"] == "failed"

@@ -1,0 +1,95 @@
+"""Step messages name the work only, and a duplicate or stale copy is harmless."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from runtime.config import Settings
+from runtime.execute import execute, prepare
+from runtime.executors.celery_app import client_app
+from runtime.executors.redis_runs import RedisRuns
+from runtime.services import Services
+
+pytestmark = pytest.mark.celery
+
+CHAIN = """\
+apiVersion: wtm/v1
+kind: Pipeline
+name: chain
+version: 1.0.0
+steps:
+  - {id: "001", task: add, with: {a: 1, b: 2}}
+  - {id: "002", task: add, with: {a: $001.sum, b: 10}}
+outputs:
+  total: $002.sum
+"""
+
+
+def test_messages_carry_only_the_run_the_call_and_the_attempt(
+    celery_worker: tuple[str, Path], tmp_path: Path
+) -> None:
+    broker, home = celery_worker
+    path = tmp_path / "chain.yaml"
+    path.write_text(CHAIN)
+    queue = redis.Redis.from_url(broker)
+    sent: list[bytes] = []
+    with Services.open(Settings.load({"home": str(home)})) as services:
+        checked, pins = prepare(services, path)
+        app = client_app(broker)
+        original = app.amqp.send_task_message
+
+        def spy(producer, name, message, **kwargs):  # what goes on the wire
+            sent.append(json.dumps(message.body[0]).encode())
+            return original(producer, name, message, **kwargs)
+
+        app.amqp.send_task_message = spy
+        try:
+            [session] = execute(services, checked, pins, [{}], executor="celery", broker_url=broker)
+        finally:
+            app.amqp.send_task_message = original
+    assert session.result["total"] == 13
+    assert json.loads(sent[0]) == [session.run_id, "001", 1]
+    assert queue.exists(f"wtm:run:{session.run_id}:plan")
+
+
+def wait_until_consumed(client: redis.Redis, seconds: float = 60) -> None:
+    """Until no message waits in a queue or is taken and not yet acknowledged (the worker
+    acknowledges a step message once its task returned)."""
+    deadline = time.monotonic() + seconds
+    idle = 0  # two idle looks in a row: a message moving from a queue to the unacked set
+    while True:  # is briefly in neither
+        queues = [k for k in client.scan_iter(match="celery*") if client.type(k) == b"list"]
+        waiting = sum(client.llen(q) for q in queues) + client.hlen("unacked")
+        idle = idle + 1 if waiting == 0 else 0
+        if idle == 2:
+            return
+        assert time.monotonic() < deadline, f"{waiting} messages still not consumed"
+        time.sleep(0.05)
+
+
+def test_a_duplicate_or_stale_message_changes_nothing(
+    celery_worker: tuple[str, Path], tmp_path: Path
+) -> None:
+    broker, home = celery_worker
+    path = tmp_path / "chain.yaml"
+    path.write_text(CHAIN)
+    with Services.open(Settings.load({"home": str(home)})) as services:
+        checked, pins = prepare(services, path)
+        [session] = execute(services, checked, pins, [{}], executor="celery", broker_url=broker)
+        run_id = session.run_id
+        before_steps = [s.to_dict() for s in services.metadata.list_steps(run_id)]
+        before_values = [v.to_dict() for v in services.metadata.list_values(run_id)]
+        before_state = RedisRuns.at(broker).state(run_id)
+        app = client_app(broker)
+        for key, attempt in [("001", 1), ("002", 1), ("001", 1), ("002", 0), ("003", 1)]:
+            app.send_task("wtm.step", args=(run_id, key, attempt))
+        wait_until_consumed(redis.Redis.from_url(broker))
+        assert [s.to_dict() for s in services.metadata.list_steps(run_id)] == before_steps
+        assert [v.to_dict() for v in services.metadata.list_values(run_id)] == before_values
+        assert RedisRuns.at(broker).state(run_id) == before_state
+        assert services.metadata.get_run(run_id).status == "succeeded"
