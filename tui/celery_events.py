@@ -16,8 +16,8 @@ reconnected with backoff; the thread never dies of it.
 Counts of tasks (processed, failed) are those finished since the dashboard
 connected, from task events, like Flower's. Active tasks are those started and
 not finished, from task events, with two corrections: a task stops counting
-when it sends children (wtm's foreach steps replace themselves with a chord,
-and a replaced task sends no event of its end), and each heartbeat's own count
+when it sends children (a task replaced by a canvas sends no event of its
+end), and each heartbeat's own count
 of active tasks caps those started before it. Until a worker's first task
 event after a (re)connection, its heartbeat's count is shown.
 """
