@@ -50,8 +50,26 @@ def _start_liveness(sender: Any, **_: object) -> None:
     """A worker's main process beats and reaps from the moment it consumes."""
     global _liveness
     pool = sender.pool
-    _liveness = Liveness(sender.app, sender.hostname, lambda: pool.info.get("processes", []))
+    _liveness = Liveness(
+        sender.app, sender.hostname, lambda: pool.info.get("processes", []), active_calls
+    )
     _liveness.start()
+
+
+def active_calls() -> list[str] | None:
+    """``run|key|attempt`` of the step messages this worker's pool runs now (None: the
+    consumer kept changing the set while it was read)."""
+    from celery.worker.state import active_requests
+
+    for _ in range(3):  # the consumer thread changes the set: copy it again on a clash
+        try:
+            requests = list(active_requests)
+            break
+        except RuntimeError:
+            continue
+    else:
+        return None
+    return ["|".join(map(str, r.args)) for r in requests if r.name == "wtm.step"]
 
 
 @worker_shutdown.connect

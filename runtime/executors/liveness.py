@@ -26,7 +26,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +39,8 @@ from runtime.executors.runstate import DEFAULT_MAX_LOST, RunState, Transition
 log = logging.getLogger("wtm.liveness")
 HEARTBEAT_SECONDS = 2.0
 REAPER_LOCK = "wtm:reaper"
+ACCEPT_SECONDS = 5.0
+"""Time a worker's main process surely takes to list a call its pool process started."""
 STRANDED_SECONDS = 15.0
 """A taken message whose call no process claimed in this long is stranded."""
 UNACKED, UNACKED_INDEX = "unacked", "unacked_index"
@@ -56,10 +58,12 @@ def holder_alive(
     """Whether the process holding ``lease`` may still be working on it.
 
     A client lease lives until it expires. A worker lease lives while its node's
-    record lists its process; a record older than the lease cannot tell yet. With
-    no record at all the node is dead, but only once the judge has seen Redis
-    answer for longer than ``NODE_TTL`` (``judged_after``: before that, a record
-    may just have expired while Redis restarted).
+    record lists its process running its call (a task that ended without releasing
+    its lease, say when Redis stayed away too long, is no longer listed); a record
+    older than the lease, or than the node's noticing the call (``ACCEPT_SECONDS``),
+    cannot tell yet. With no record at all the node is dead, but only once the judge
+    has seen Redis answer for longer than ``NODE_TTL`` (``judged_after``: before
+    that, a record may just have expired while Redis restarted).
     """
     now = time.time()
     if lease.node is None:
@@ -67,7 +71,10 @@ def holder_alive(
     node = nodes.get(lease.node)
     if node is None:
         return now < max(judged_after, lease.at + NODE_TTL)
-    return lease.holder in node["processes"] or node["at"] <= lease.at
+    if lease.holder not in node["processes"]:
+        return node["at"] <= lease.at
+    calls = node.get("calls")
+    return calls is None or node["at"] - lease.at < ACCEPT_SECONDS or lease.call in calls
 
 
 def recover(runs: RedisRuns, app: Celery, lease: Lease, node_alive: bool) -> None:
@@ -154,11 +161,18 @@ def restore_stranded(runs: RedisRuns, app: Celery) -> None:
 class Liveness(threading.Thread):
     """The heartbeat and reaper thread of a worker's main process."""
 
-    def __init__(self, app: Celery, node: str, processes: Any) -> None:
+    def __init__(
+        self,
+        app: Celery,
+        node: str,
+        processes: Callable[[], list[int]],
+        calls: Callable[[], list[str] | None],
+    ) -> None:
         super().__init__(name="wtm-liveness", daemon=True)
         self.app = app
         self.node = node
         self.processes = processes
+        self.calls = calls
         self.runs = RedisRuns.at(app.conf.broker_url)
         self.stopping = threading.Event()
         self.connected_since: float | None = None
@@ -184,7 +198,7 @@ class Liveness(threading.Thread):
     def beat(self) -> None:
         host = this_process().rsplit(":", 1)[0]
         pids = [os.getpid(), *self.processes()]
-        self.runs.beat(self.node, [f"{host}:{pid}" for pid in pids])
+        self.runs.beat(self.node, [f"{host}:{pid}" for pid in pids], self.calls())
         if self.connected_since is None:
             self.connected_since = time.time()
 

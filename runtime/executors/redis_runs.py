@@ -83,6 +83,11 @@ class Lease:
     deadline: float | None = None
     """When the call's hard time limit kills it: a holder dead after this timed out."""
 
+    @property
+    def call(self) -> str:
+        """``run|key|attempt``, as node records list the calls their processes run."""
+        return f"{self.run_id}|{self.key}|{self.attempt}"
+
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
 
@@ -243,9 +248,10 @@ class RedisRuns:
 
     # --- nodes
 
-    def beat(self, node: str, processes: list[str]) -> None:
-        """Node ``node`` is alive with ``processes`` (``host:pid`` each), for NODE_TTL."""
-        record = json.dumps({"processes": processes, "at": time.time()})
+    def beat(self, node: str, processes: list[str], calls: list[str] | None) -> None:
+        """Node ``node`` is alive with ``processes`` (``host:pid`` each) running ``calls``
+        (``run|key|attempt`` each), for NODE_TTL."""
+        record = json.dumps({"processes": processes, "calls": calls, "at": time.time()})
         self.redis.set(node_key(node), record, px=int(NODE_TTL * 1000))
 
     def forget_node(self, node: str) -> None:

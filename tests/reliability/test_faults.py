@@ -219,3 +219,31 @@ def test_a_message_taken_by_a_worker_that_died_before_claiming_it_is_restored(
     )
     assert (row.succeeded, row.stuck, row.lost) == (1, 0, 0), row
     assert time.monotonic() - taken < 60, "waited for the visibility timeout (600 s here)"
+
+
+LOCKER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+db.execute("BEGIN EXCLUSIVE")  # every other writer and reader of the store now fails
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))  # the outage under test
+db.execute("ROLLBACK")
+"""
+
+
+def test_a_metadata_store_locked_mid_run_stalls_the_run_and_it_ends(cluster: Cluster):
+    cluster.worker("only")
+    client, sessions = in_background(cluster, cluster.pipeline(slow(2)), 1)
+    step = wait_for(lambda: running_step(cluster), 60, "step 001 to start")
+    database = cluster.home / "wtm.db"
+    locker = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(database), "8"], stdout=subprocess.PIPE, text=True
+    )
+    assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+    locker.wait(60)
+    client.join(120)
+    assert not client.is_alive(), "the client is still waiting"
+    row = tally("metadata store locked 8 s mid-step (SQLite)", cluster.services, [step.run_id])
+    assert (row.stuck, row.lost) == (0, 0), row
+    steps = cluster.services.metadata.list_steps(step.run_id)
+    assert all(s.status not in ("pending", "running") for s in steps), steps
