@@ -247,3 +247,11 @@ def test_a_metadata_store_locked_mid_run_stalls_the_run_and_it_ends(cluster: Clu
     assert (row.stuck, row.lost) == (0, 0), row
     steps = cluster.services.metadata.list_steps(step.run_id)
     assert all(s.status not in ("pending", "running") for s in steps), steps
+    [session] = sessions
+    assert session.result["processing_summary"]["status"] == row_status(cluster, step.run_id)
+
+
+def row_status(cluster: Cluster, run_id: str) -> str:
+    record = cluster.services.metadata.get_run(run_id)
+    assert record is not None
+    return record.status
