@@ -31,7 +31,6 @@ from runtime.executors.runstate import RunState
 T = TypeVar("T")
 PREFIX = "wtm:"
 LEASES = PREFIX + "leases"
-ACTIVE = PREFIX + "active"
 KEEP_FINISHED_SECONDS = 24 * 3600
 """How long a finished run's plan and state stay in Redis (``wtm runs watch``)."""
 NODE_TTL = 10.0
@@ -145,7 +144,6 @@ class RedisRuns:
             with self.redis.pipeline() as pipe:
                 pipe.set(_plan_key(state.run_id), json.dumps(doc))
                 pipe.set(state_key(state.run_id), json.dumps(state.to_json()))
-                pipe.sadd(ACTIVE, state.run_id)
                 pipe.execute()
 
         self.call(write)
@@ -157,10 +155,6 @@ class RedisRuns:
     def state(self, run_id: str) -> RunState | None:
         raw = self.call(lambda: self.redis.get(state_key(run_id)))
         return RunState.from_json(json.loads(raw)) if raw is not None else None
-
-    def active(self) -> list[str]:
-        """IDs of runs not yet finished."""
-        return sorted(str(m) for m in self.call(lambda: self.redis.smembers(ACTIVE)))
 
     def change(self, run_id: str, change: Callable[[RunState], T]) -> tuple[RunState, T] | None:
         """Apply ``change`` to the run's state atomically; the new state and what ``change``
@@ -192,7 +186,6 @@ class RedisRuns:
 
     def _ended(self, pipe: Any, run_id: str) -> None:
         """Within a transaction: the run just ended; let its keys expire."""
-        pipe.srem(ACTIVE, run_id)
         pipe.expire(state_key(run_id), KEEP_FINISHED_SECONDS)
         pipe.expire(_plan_key(run_id), KEEP_FINISHED_SECONDS)
 
