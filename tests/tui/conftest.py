@@ -268,10 +268,15 @@ def wait_for(check: Callable[[], object], timeout: float = 30.0, what: str = "co
 async def until(
     pilot: Pilot[Any], check: Callable[[], object], timeout: float = 30.0, what: str = "condition"
 ) -> None:
-    """Let the app run until ``check()`` is true; fail after ``timeout`` seconds."""
+    """Let the app run until ``check()`` is true; fail after ``timeout`` seconds.
+
+    Then it lets the app finish handling what made ``check()`` true (a refresh relays the
+    screen out), so what the test reads next is the settled screen.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
+            await pilot.pause()
             return
         await pilot.pause(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{screen_text(pilot.app)}")

@@ -32,11 +32,12 @@ async def test_a_run_started_while_open_shows_its_steps_progress(bench: Bench) -
             return shown
 
         # Each step ends when its gate opens: every state is on screen for as long as needed.
-        await until(pilot, lambda: states() == ["running", "pending", "pending"], what="001")
-        assert "steps 0/3 done" in screen_text(app)
+        def shown(*wanted: str, done: int) -> bool:
+            return states() == list(wanted) and f"steps {done}/3 done" in screen_text(app)
+
+        await until(pilot, lambda: shown("running", "pending", "pending", done=0), what="001")
         bench.open_gate(1)
-        await until(pilot, lambda: states() == ["succeeded", "running", "pending"], what="002")
-        assert "steps 1/3 done" in screen_text(app)
+        await until(pilot, lambda: shown("succeeded", "running", "pending", done=1), what="002")
         bench.open_gate(2)
         await until(pilot, lambda: states() == ["succeeded", "succeeded", "running"], what="003")
         bench.open_gate(3)
