@@ -150,8 +150,7 @@ def execute(app: Celery, request: Any, run_id: str, key: str, attempt: int) -> s
     if envelope is None:
         return "unknown run"
     plan = envelope.plan
-    state = runs.state(run_id)
-    call = state.call(key) if state is not None else None
+    call = runs.current_call(run_id, key)
     if call is None or call.attempt != attempt:
         return "not current"
     run = services().metadata.get_run(run_id)
@@ -171,8 +170,9 @@ def execute(app: Celery, request: Any, run_id: str, key: str, attempt: int) -> s
         settle(runs, app, plan, run_id, lambda s: s.attempt_failed(plan, call, error))
         outcome = "failed"
     else:
-        access = services().access
-        settle(runs, app, plan, run_id, lambda s: s.succeeded(plan, access, call, result))
+        if call.item < 0 or not runs.chunk_succeeded(call, result):
+            access = services().access
+            settle(runs, app, plan, run_id, lambda s: s.succeeded(plan, access, call, result))
         outcome = "succeeded"
     runs.release(run_id, key)
     return outcome

@@ -1,11 +1,18 @@
 """Run plans, run states and leases in Redis: the shared memory of the celery executor.
 
-Per run: its plan (written once) and its state (JSON, changed only in
-``WATCH``/``MULTI`` transactions, so two workers finishing steps at the same
-moment never lose each other's results). A *lease* says which process is
-working on a call of a run; a *node* record, refreshed by every live worker,
-says which of its processes are alive. A lease whose holder is dead is what the
-reaper (:mod:`runtime.executors.liveness`) acts on.
+Per run: its plan (written once) and its state, changed only in ``WATCH``/``MULTI``
+transactions, so two workers finishing steps at the same moment never lose each
+other's results. The state is stored in parts so that a wide foreach does not
+rewrite it all for every chunk: the calls of foreach chunks in flight, and chunk
+outputs not yet merged, sit in hashes beside the rest. A chunk that is not its
+step's last is applied by a Lua script touching only its own fields
+(:data:`CHUNK_SUCCEEDED`, the Redis form of :meth:`RunState.succeeded` for such a
+chunk); every other change reads the whole state, applies a
+:class:`~runtime.executors.runstate.RunState` transition and writes it back.
+
+A *lease* says which process is working on a call of a run; a *node* record,
+refreshed by every live worker, says which of its processes are alive. A lease
+whose holder is dead is what the reaper (:mod:`runtime.executors.liveness`) acts on.
 
 Every operation retries while Redis is unreachable (a restart, a network
 blip), up to ``WTM_BROKER_RETRY_SECONDS`` (120 s by default), so a Redis
@@ -19,12 +26,13 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis
 
+from runtime.executors.calls import StepCall, StepResult
 from runtime.executors.plan import RunPlan
 from runtime.executors.runstate import RunState
 
@@ -41,6 +49,51 @@ CLIENT_LEASE_SECONDS = 30.0
 
 def retry_seconds() -> float:
     return float(os.environ.get("WTM_BROKER_RETRY_SECONDS", "120"))
+
+
+CHUNK_SUCCEEDED = """
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if not held or cjson.decode(held)['attempt'] ~= tonumber(ARGV[2]) then return 0 end
+local left = tonumber(redis.call('HGET', KEYS[3], ARGV[3]) or '0')
+if left <= 1 then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+redis.call('HINCRBY', KEYS[3], ARGV[3], -1)
+return 1
+"""
+"""A current chunk call that is not the last of its step succeeded: drop it from the calls
+in flight, keep its outputs and time, count one chunk less. Returns 0 (changing nothing)
+when the call is not current or is the last: the full transition handles those."""
+
+
+def _keys(run_id: str) -> tuple[str, str, str, str]:
+    """The state, chunk calls, chunk outputs and chunks-left keys of a run."""
+    base = f"{PREFIX}run:{run_id}"
+    return f"{base}:state", f"{base}:calls", f"{base}:outs", f"{base}:left"
+
+
+def _split(state: RunState) -> tuple[dict[str, Any], dict[str, str], dict[str, int]]:
+    """The state as stored: the rest, the chunk calls in flight, chunks left per step."""
+    core = state.to_json()
+    calls = {k: json.dumps(c) for k, c in core["inflight"].items() if c["item"] >= 0}
+    left: dict[str, int] = {}
+    for held in core["inflight"].values():
+        if held["item"] >= 0:
+            left[held["step_id"]] = left.get(held["step_id"], 0) + 1
+    core = {**core, "inflight": {k: c for k, c in core["inflight"].items() if c["item"] < 0}}
+    return core, calls, left
+
+
+def _assemble(core: dict[str, Any], calls: Mapping[Any, Any], outs: Mapping[Any, Any]) -> RunState:
+    """The whole state from its stored parts (chunk outputs merged in)."""
+    state = RunState.from_json(core)
+    state.inflight.update({k: json.loads(c) for k, c in calls.items()})
+    for key, raw in outs.items():
+        sid, _, index = key.rpartition("[")
+        done = json.loads(raw)
+        state.chunk_outputs[sid][int(index[:-1])] = done["outputs"]
+        state.seconds[sid] = state.seconds.get(sid, 0.0) + done["seconds"]
+    return state
 
 
 def _plan_key(run_id: str) -> str:
@@ -143,38 +196,82 @@ class RedisRuns:
         def write() -> None:
             with self.redis.pipeline() as pipe:
                 pipe.set(_plan_key(state.run_id), json.dumps(doc))
-                pipe.set(state_key(state.run_id), json.dumps(state.to_json()))
+                self._write(pipe, state)
                 pipe.execute()
 
         self.call(write)
+
+    def _write(self, pipe: Any, state: RunState) -> None:
+        """Queue the commands that store ``state`` in its parts."""
+        state_, calls_, outs_, left_ = _keys(state.run_id)
+        core, calls, left = _split(state)
+        pipe.set(state_, json.dumps(core))
+        pipe.delete(calls_, outs_, left_)
+        if calls:
+            pipe.hset(calls_, mapping=calls)
+        if left:
+            pipe.hset(left_, mapping=left)
 
     def envelope(self, run_id: str) -> Envelope | None:
         """A run's plan and reply address (cached: a plan never changes)."""
         return _envelope(self, run_id)
 
     def state(self, run_id: str) -> RunState | None:
-        raw = self.call(lambda: self.redis.get(state_key(run_id)))
-        return RunState.from_json(json.loads(raw)) if raw is not None else None
+        """The whole state of a run, or None."""
+        state_, calls_, outs_, _ = _keys(run_id)
+
+        def read() -> list[Any]:
+            with self.redis.pipeline(transaction=True) as pipe:
+                pipe.get(state_)
+                pipe.hgetall(calls_)
+                pipe.hgetall(outs_)
+                return list(pipe.execute())
+
+        core, calls, outs = self.call(read)
+        return _assemble(json.loads(core), calls, outs) if core is not None else None
+
+    def current_call(self, run_id: str, key: str) -> StepCall | None:
+        """The call in flight under ``key`` (reading only what it needs)."""
+        state_, calls_, _, _ = _keys(run_id)
+        if key.endswith("]"):
+            raw = self.call(lambda: self.redis.hget(calls_, key))
+            return StepCall.from_json(json.loads(raw)) if raw is not None else None
+        found = self.call(lambda: self.redis.get(state_))
+        return RunState.from_json(json.loads(found)).call(key) if found is not None else None
+
+    def chunk_succeeded(self, call: StepCall, result: StepResult) -> bool:
+        """Apply a chunk's success if it is current and not its step's last (see
+        :data:`CHUNK_SUCCEEDED`); False when the full transition must handle it."""
+        _, calls_, outs_, left_ = _keys(call.run_id)
+        done = json.dumps({"outputs": result.outputs, "seconds": result.seconds})
+        script = self.redis.register_script(CHUNK_SUCCEEDED)
+        applied = self.call(
+            lambda: script(
+                keys=[calls_, outs_, left_], args=[call.key, call.attempt, call.step_id, done]
+            )
+        )
+        return bool(applied)
 
     def change(self, run_id: str, change: Callable[[RunState], T]) -> tuple[RunState, T] | None:
         """Apply ``change`` to the run's state atomically; the new state and what ``change``
         returned, or None if the run is not here. ``change`` may run more than once (when
         another process changed the state first): it must only change the state."""
-        key = state_key(run_id)
+        keys = _keys(run_id)
 
         def attempt() -> tuple[RunState, T] | None:
             with self.redis.pipeline() as pipe:
                 while True:
                     try:
-                        pipe.watch(key)
-                        raw = pipe.get(key)
+                        pipe.watch(*keys)
+                        raw = pipe.get(keys[0])
                         if raw is None:
                             return None
-                        state = RunState.from_json(json.loads(raw))
+                        calls, outs = pipe.hgetall(keys[1]), pipe.hgetall(keys[2])
+                        state = _assemble(json.loads(raw), calls, outs)
                         was_finished = state.finished
                         outcome = change(state)
                         pipe.multi()
-                        pipe.set(key, json.dumps(state.to_json()))
+                        self._write(pipe, state)
                         if state.finished and not was_finished:
                             self._ended(pipe, run_id)
                         pipe.execute()
@@ -186,8 +283,8 @@ class RedisRuns:
 
     def _ended(self, pipe: Any, run_id: str) -> None:
         """Within a transaction: the run just ended; let its keys expire."""
-        pipe.expire(state_key(run_id), KEEP_FINISHED_SECONDS)
-        pipe.expire(_plan_key(run_id), KEEP_FINISHED_SECONDS)
+        for key in (*_keys(run_id), _plan_key(run_id)):
+            pipe.expire(key, KEEP_FINISHED_SECONDS)
 
     def announce(self, run_id: str) -> None:
         """Tell the run's client it ended (once its records are written)."""
@@ -210,7 +307,7 @@ class RedisRuns:
             return []
         raws = self.call(lambda: self.redis.mget([state_key(r) for r in run_ids]))
         states = [RunState.from_json(json.loads(raw)) for raw in raws if raw is not None]
-        return [s for s in states if s.finished]
+        return [s for s in states if s.finished]  # nothing is left in the other parts
 
     def wait_replies(self, reply_to: str, timeout: float) -> list[str]:
         """IDs of runs that ended, waiting up to ``timeout`` seconds for the first."""

@@ -166,6 +166,7 @@ class RunState:
             return Transition()
         done = [{port: ValueRef.from_json(r) for port, r in p.items()} for p in parts if p]
         outputs = gather(plan.steps[sid].outputs, done, store, plan.threshold)
+        del self.chunk_outputs[sid]  # gathered into the step's values
         return self._complete(plan, store, sid, outputs)
 
     def attempt_failed(self, plan: RunPlan, call: StepCall, error: str) -> Transition:

@@ -146,11 +146,14 @@ class RunSession:
 
 
 def record_outcome(services: Services, plan: RunPlan, state: RunState) -> dict[str, Any]:
-    """Write a finished run's status, outputs and errors; return the outputs."""
+    """Write a finished run's status, outputs and errors; return the outputs. A run someone
+    cancelled stays cancelled, even if its last step finished after the request."""
     outputs = state.outputs(plan, services.access)
+    current = services.metadata.get_run(state.run_id)
+    cancelled = current is not None and current.status == "cancelled"
     services.metadata.update_run(
         state.run_id,
-        status=state.outcome,
+        status="cancelled" if cancelled else state.outcome,
         finished_at=utc_now(),
         outputs=outputs,
         error=state.why_ended(plan),

@@ -93,3 +93,49 @@ def test_a_duplicate_or_stale_message_changes_nothing(
         assert [v.to_dict() for v in services.metadata.list_values(run_id)] == before_values
         assert RedisRuns.at(broker).state(run_id) == before_state
         assert services.metadata.get_run(run_id).status == "succeeded"
+
+
+def test_a_chunk_applied_in_redis_matches_the_run_state_transition(
+    celery_worker: tuple[str, Path],
+) -> None:
+    """The Lua fast path for a chunk that is not its step's last is the same transition."""
+    from runtime.executors.calls import StepResult, TaskPin
+    from runtime.executors.plan import ForeachPlan, RunPlan, StepPlan
+    from runtime.executors.redis_runs import Envelope
+    from runtime.executors.runstate import RunState
+    from runtime.values import ValueRef
+
+    class Blobs:
+        def put_json_blob(self, data: bytes) -> str:
+            raise AssertionError("everything here is inline")
+
+        def get_blob(self, uri: str) -> bytes:
+            raise AssertionError("everything here is inline")
+
+    broker, _ = celery_worker
+    pin = TaskPin("t", "1.0.0", "sha256:0")
+    step = StepPlan(
+        "b",
+        pin,
+        (),
+        {"x": {"ref": "pipeline_input_items"}},
+        ("y",),
+        (),
+        (),
+        ForeachPlan("x", "pipeline_input_items", 1),
+    )
+    plan = RunPlan("p@1", {"b": step}, {"out": {"ref": "output_b_y"}}, 1024)
+    items = ValueRef("sha256:items", 7, [1, 2, 3])
+    pure = RunState.new("run-fast-path", plan, {"items": items})
+    calls = pure.start(plan, Blobs()).calls
+    runs = RedisRuns.at(broker)
+    runs.create(pure, Envelope(plan, "celery", None))
+    result = StepResult({"y": {"id": "sha256:two", "size": 3, "value": [2]}}, 0.25, "w")
+    stale = StepResult({"y": {"id": "sha256:bad", "size": 3, "value": [0]}}, 9.0, "w")
+    assert runs.chunk_succeeded(calls[1], result)
+    assert not runs.chunk_succeeded(calls[1], result), "a duplicate is not applied twice"
+    assert not runs.chunk_succeeded(calls[0].next_attempt(), stale), "nor a stale attempt"
+    pure.succeeded(plan, Blobs(), calls[1], result)
+    assert runs.state("run-fast-path") == pure
+    assert runs.chunk_succeeded(calls[0], result)
+    assert not runs.chunk_succeeded(calls[2], result), "the last chunk takes the full path"

@@ -22,8 +22,6 @@ from tests.executors.conftest import installed
 from tests.reliability.servers import PersistentRedis
 from tests.services import start_worker, stop_worker
 
-pytestmark = pytest.mark.celery
-
 
 @dataclass
 class Outcome:
