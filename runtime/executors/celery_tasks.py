@@ -114,11 +114,12 @@ def publish(app: Celery, plan: RunPlan, calls: Sequence[StepCall], producer: Any
     if not calls:
         return
     signatures = [signature(app, plan, c) for c in calls]
+    send = signatures[0] if len(signatures) == 1 else group(signatures, app=app)
     if producer is not None:
-        group(signatures, app=app).apply_async(producer=producer)
+        send.apply_async(producer=producer)
         return
     with batched_publishing(app) as batch:
-        group(signatures, app=app).apply_async(producer=batch)
+        send.apply_async(producer=batch)
 
 
 def settle(
@@ -146,11 +147,10 @@ def settle(
 def execute(app: Celery, request: Any, run_id: str, key: str, attempt: int) -> str:
     """Run call ``key`` of ``run_id`` at ``attempt`` if it is still current; what happened."""
     runs = RedisRuns.at(app.conf.broker_url)
-    envelope = runs.envelope(run_id)
+    envelope, call = runs.work(run_id, key)
     if envelope is None:
         return "unknown run"
     plan = envelope.plan
-    call = runs.current_call(run_id, key)
     if call is None or call.attempt != attempt:
         return "not current"
     run = services().metadata.get_run(run_id)
@@ -180,14 +180,16 @@ def execute(app: Celery, request: Any, run_id: str, key: str, attempt: int) -> s
 
 def claim(runs: RedisRuns, call: StepCall, node: str) -> bool:
     """Take the lease of ``call`` for this process, unless a live process holds it."""
-    held = runs.lease(call.run_id, call.key)
-    me = this_process()
-    taken = held is not None and held.attempt >= call.attempt and held.holder != me
-    if taken and held is not None and holder_alive(held, runs.nodes()):
-        return False
     now = time.time()
     deadline = now + call.task.timeout + HARD_LIMIT_GRACE if call.task.timeout else None
-    runs.take(Lease(call.run_id, call.key, me, call.attempt, now, node, None, deadline))
+    mine = Lease(call.run_id, call.key, this_process(), call.attempt, now, node, None, deadline)
+    if runs.take(mine, only_if_free=True):
+        return True
+    held = runs.lease(call.run_id, call.key)
+    taken = held is not None and held.attempt >= call.attempt and held.holder != mine.holder
+    if taken and held is not None and holder_alive(held, runs.nodes()):
+        return False
+    runs.take(mine)
     return True
 
 

@@ -28,7 +28,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 
@@ -230,14 +230,29 @@ class RedisRuns:
         core, calls, outs = self.call(read)
         return _assemble(json.loads(core), calls, outs) if core is not None else None
 
-    def current_call(self, run_id: str, key: str) -> StepCall | None:
-        """The call in flight under ``key`` (reading only what it needs)."""
+    def work(self, run_id: str, key: str) -> tuple[Envelope | None, StepCall | None]:
+        """A run's envelope and its call in flight under ``key``, in one round trip,
+        reading only what that needs."""
         state_, calls_, _, _ = _keys(run_id)
+        known = run_id in _ENVELOPES
+
+        def read() -> list[Any]:
+            with self.redis.pipeline(transaction=False) as pipe:
+                if key.endswith("]"):
+                    pipe.hget(calls_, key)
+                else:
+                    pipe.get(state_)
+                if not known:
+                    pipe.get(_plan_key(run_id))
+                return list(pipe.execute())
+
+        found, *plan = self.call(read)
+        envelope = _envelope(self, run_id, plan[0] if plan else None)
+        if found is None:
+            return envelope, None
         if key.endswith("]"):
-            raw = self.call(lambda: self.redis.hget(calls_, key))
-            return StepCall.from_json(json.loads(raw)) if raw is not None else None
-        found = self.call(lambda: self.redis.get(state_))
-        return RunState.from_json(json.loads(found)).call(key) if found is not None else None
+            return envelope, StepCall.from_json(json.loads(found))
+        return envelope, RunState.from_json(json.loads(found)).call(key)
 
     def chunk_succeeded(self, call: StepCall, result: StepResult) -> bool:
         """Apply a chunk's success if it is current and not its step's last (see
@@ -321,9 +336,14 @@ class RedisRuns:
 
     # --- leases
 
-    def take(self, lease: Lease) -> None:
+    def take(self, lease: Lease, only_if_free: bool = False) -> bool:
+        """Write ``lease``; with ``only_if_free``, only if no lease of its call exists.
+        Whether it was written."""
         field = lease_field(lease.run_id, lease.key)
+        if only_if_free:
+            return bool(self.call(lambda: self.redis.hsetnx(LEASES, field, lease.to_json())))
         self.call(lambda: self.redis.hset(LEASES, field, lease.to_json()))
+        return True
 
     def release(self, run_id: str, key: str) -> None:
         self.call(lambda: self.redis.hdel(LEASES, lease_field(run_id, key)))
@@ -368,11 +388,13 @@ def _cached(url: str, pid: int) -> RedisRuns:
     )
 
 
-def _envelope(runs: RedisRuns, run_id: str) -> Envelope | None:
+def _envelope(runs: RedisRuns, run_id: str, raw: str | None = None) -> Envelope | None:
+    """The envelope of ``run_id``: cached, else parsed from ``raw`` or read."""
     cached = _ENVELOPES.get(run_id)
     if cached is not None:
         return cached
-    raw = runs.call(lambda: runs.redis.get(_plan_key(run_id)))
+    if raw is None:
+        raw = cast(str | None, runs.call(lambda: runs.redis.get(_plan_key(run_id))))
     if raw is None:
         return None
     doc = json.loads(raw)
