@@ -31,6 +31,7 @@ class Outcome:
     submitted: int = 0
     succeeded: int = 0
     failed: list[str] = field(default_factory=list)
+    """How each run that did not succeed ended: ``status: reason``."""
     lost: int = 0
     stuck: int = 0
 
@@ -60,14 +61,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     write = terminalreporter.write_line
     terminalreporter.section("reliability: faults injected and how the runs ended")
-    write(f"{'fault':<58} {'runs':>4} {'ok':>4} {'failed':>6} {'lost':>4} {'stuck':>5}")
+    write(f"{'fault':<58} {'runs':>4} {'ok':>4} {'ended otherwise':>15} {'lost':>4} {'stuck':>5}")
     for row in ROWS:
         write(
-            f"{row.fault:<58} {row.submitted:>4} {row.succeeded:>4} {len(row.failed):>6} "
+            f"{row.fault:<58} {row.submitted:>4} {row.succeeded:>4} {len(row.failed):>15} "
             f"{row.lost:>4} {row.stuck:>5}"
         )
         for reason in sorted(set(row.failed)):
-            write(f"    failed with reason: {reason[:150]}")
+            write(f"    ended {reason[:150]}")
 
 
 def wait_for(condition: Callable[[], object], seconds: float, what: str) -> object:
