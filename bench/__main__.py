@@ -1,19 +1,22 @@
 """``python -m bench [overhead] [faces] [compile]``: run the benchmarks (all by default).
 
-Prints one table (case, baseline, wtm, ratio, target, met?) and writes JSON with
-machine info to bench/results/: one file per benchmark and ``bench.json`` with
-every row and the wall time. Every ratio is wtm / baseline, both measured side
-by side in the same run.
+Prints one table (case, baseline, measured, ratio, target, met?) and writes JSON
+with machine info to bench/results/: one file per benchmark and ``bench.json``
+with every row and the wall time. Every ratio is measured / baseline, both
+measured side by side in the same run; the measured side is wtm except in the
+rows that compare two baselines (the ceiling of plain processes, the hand-written
+Celery app: the label says which).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import print_table, result_row, save
+from bench.common import busy_warning, print_table, result_row, save
 
 
 def compile_rows() -> list[dict[str, Any]]:
@@ -70,6 +73,10 @@ def main() -> None:
     unknown = [name for name in chosen if name not in BENCHES]
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHES)}")
+    load_before = round(os.getloadavg()[0], 2)
+    warning = busy_warning()
+    if warning:
+        print(warning, flush=True)
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     seconds: dict[str, float] = {}
@@ -79,7 +86,14 @@ def main() -> None:
         seconds[name] = round(time.perf_counter() - begin, 1)
     wall = round(time.perf_counter() - started, 1)
     print_table(rows, f"python -m bench {' '.join(chosen)}  ({wall:.0f} s)")
-    path = save("bench", rows, benches=chosen, wall_seconds=wall, bench_seconds=seconds)
+    path = save(
+        "bench",
+        rows,
+        benches=chosen,
+        wall_seconds=wall,
+        bench_seconds=seconds,
+        load_before=load_before,
+    )
     print(f"wrote {path} (and one file per benchmark); wall time {wall:.0f} s")
 
 

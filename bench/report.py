@@ -12,16 +12,19 @@ from bench.common import RESULTS, figure
 
 
 def markdown(document: dict[str, Any]) -> str:
-    """One row per result: case, baseline, wtm, ratio (wtm / baseline), target, met."""
+    """One row per result: case, baseline, measured (wtm, or another baseline where the
+    label says so), ratio (measured / baseline), target, met."""
     machine = document["machine"]
     measured = f"Measured {machine['when'][:10]} on {machine['cpus']} CPUs"
     measured += f", Python {machine['python']}"
     if "wall_seconds" in document:
         measured += f"; `python -m bench` took {document['wall_seconds']:.0f} s"
+    if "load_before" in document:
+        measured += f" (load average {document['load_before']:.2f} when it started)"
     lines = [
         measured + ".",
         "",
-        "| case | baseline | wtm | ratio | target | met |",
+        "| case | baseline | measured | ratio | target | met |",
         "|---|---|---|---|---|---|",
     ]
     for row in document["rows"]:
