@@ -8,15 +8,15 @@ reading the image file as the hooks do) and merging the faces by ``face_id``.
     loaded in every worker process before timing; wtm local (a warm pool of 2 processes)
     and wtm celery (one ``wtm worker -c 2``); targets: one face within 10% of the script,
     six faces at least 1.7x faster.
-(b) a batch of 204 images (the six samples repeated) in two interleaved rounds of 102:
+(b) a batch of 204 images (the six samples repeated) in four interleaved rounds of 51:
     images/min of the script, wtm local (2 processes), wtm celery with 1 and with 2
     worker processes (and with 2 on ``manifests/face_pipeline_batch.yaml``, no per-face
     fan-out); target: 2 processes at least 1.8x the script. Beside them, on the same
     images and rounds:
 
     - the *ceiling*: two independent plain processes, each running the script over half
-      of the images (``bench.plainfaces.Ceiling``); every 2-process row is also given as
-      a fraction of it; target: wtm local at least 0.90 of it;
+      of each round's images (``bench.plainfaces.Ceiling``); every 2-process row is also
+      given as a fraction of it; target: wtm local at least 0.90 of it;
     - *hand-written Celery*: a plain Celery app with one task per step calling the same
       plugin functions, ``detect | group(attributes, features) | merge`` per image, on
       ``celery worker -c 2`` (``bench.handcelery``); target: wtm celery -c 2 at least
@@ -41,7 +41,7 @@ from typing import Any
 from bench import handcelery, memory
 from bench.common import interleaved_raw, result_row, start_wtm_worker
 from bench.overhead import Env, environment, local_runs, succeeded
-from bench.plainfaces import Ceiling, Sequential
+from bench.plainfaces import Ceiling, Sequential, split
 from runtime.execute import execute
 from runtime.samples import export_samples
 
@@ -180,7 +180,7 @@ def run(latency_repeat: int = 9, batch: int = 204) -> list[dict[str, Any]]:
             )
         )
 
-        # (b) batch, two interleaved rounds; (c) memory of the -c 2 worker under that load
+        # (b) batch, four interleaved rounds; (c) memory of the -c 2 worker under that load
         images = [samples[n] for n in itertools.islice(itertools.cycle(BATCH_ORDER), batch)]
         expected = {samples[n]: len(sequential(samples[n])) for n in BATCH_ORDER}
         batch_checked, batch_pins = env.pipeline_from(BATCH_PIPELINE)
@@ -231,25 +231,28 @@ def batch_rows(
     expected: Mapping[Path, int],
     variants: Mapping[str, Callable[[list[Path]], int]],
     sampler: memory.Sampler,
+    rounds: int = 4,
 ) -> list[dict[str, Any]]:
-    """Images/min of every variant over ``images`` in two rounds of half each, the second
-    in reverse order (each variant returns the faces it found: checked against
-    ``expected``); the wtm -c 2 worker's memory is sampled while wtm celery -c 2 runs."""
-    halves = [images[: len(images) // 2], images[len(images) // 2 :]]
-    seconds = dict.fromkeys(variants, 0.0)
-    for number, half in enumerate(halves):
-        order = list(variants) if number == 0 else list(reversed(variants))
-        faces = sum(expected[p] for p in half)
+    """Images/min of every variant over ``images``, run in ``rounds`` consecutive slices
+    (every variant runs each slice before the next; the order reverses every round, so
+    drift in the machine's speed falls on all alike). Each variant returns the faces it
+    found, checked against ``expected``; the wtm -c 2 worker's memory is sampled while
+    wtm celery -c 2 runs."""
+    per_round: dict[str, list[float]] = {name: [] for name in variants}
+    for number, part in enumerate(split(images, rounds)):
+        order = list(variants) if number % 2 == 0 else list(reversed(variants))
+        faces = sum(expected[p] for p in part)
         for name in order:
             start = time.perf_counter()
             if name == "celery2":
                 with sampler.running():
-                    found = variants[name](half)
+                    found = variants[name](part)
             else:
-                found = variants[name](half)
-            seconds[name] += time.perf_counter() - start
+                found = variants[name](part)
+            per_round[name].append(time.perf_counter() - start)
             if found != faces:
                 raise RuntimeError(f"batch {name}: {found} faces, expected {faces}")
+    seconds = {name: sum(times) for name, times in per_round.items()}
     per_min = {k: 60 * len(images) / v for k, v in seconds.items()}
     case = f"batch of {len(images)} images"
     base_labels = {
@@ -293,6 +296,7 @@ def batch_rows(
             target="" if minimum is None else f"ratio >= {minimum:g}",
             met=None if minimum is None else per_min[kind] / per_min[base] >= minimum,
             seconds={k: round(seconds[k], 2) for k in (base, kind)},
+            round_seconds={k: [round(t, 2) for t in per_round[k]] for k in (base, kind)},
         )
         for kind, base, label, minimum in comparisons
     ]
