@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any
 
+from runtime import ids
 from runtime.executors.calls import TaskPin
 from runtime.executors.dataflow import outputs_spec, reference_value
 from runtime.graph import PipelineGraph
@@ -116,6 +118,32 @@ class RunPlan:
             )
         pipeline = graph.pipeline
         return cls(f"{pipeline.name}@{pipeline.version}", steps, outputs_spec(pipeline), threshold)
+
+    @cached_property
+    def readers(self) -> dict[str, frozenset[str]]:
+        """Value ID -> the steps that read it (a binding or a foreach source)."""
+        found: dict[str, set[str]] = {}
+        for sid, step in self.steps.items():
+            reads = [b["ref"] for b in step.bindings.values() if "ref" in b]
+            if step.foreach is not None:
+                reads.append(step.foreach.source)
+            for value_id in reads:
+                found.setdefault(value_id, set()).add(sid)
+        return {value_id: frozenset(steps) for value_id, steps in found.items()}
+
+    @cached_property
+    def kept(self) -> frozenset[str]:
+        """Values a run keeps to its end: the pipeline outputs read them, or a foreach step
+        made them (its gathered record is written after the steps reading it started)."""
+        kept = {o["ref"] for o in self.outputs.values() if "ref" in o}
+        kept |= {v for o in self.outputs.values() if "from" in o for v in o["from"].values()}
+        kept |= {
+            ids.output_value(sid, port)
+            for sid, step in self.steps.items()
+            if step.foreach is not None
+            for port in step.outputs
+        }
+        return frozenset(kept)
 
     def to_json(self) -> dict[str, Any]:
         return {

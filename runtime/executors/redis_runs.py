@@ -201,12 +201,14 @@ class RedisRuns:
 
         self.call(write)
 
-    def _write(self, pipe: Any, state: RunState) -> None:
-        """Queue the commands that store ``state`` in its parts."""
+    def _write(self, pipe: Any, state: RunState, had_chunks: bool = True) -> None:
+        """Queue the commands that store ``state`` in its parts (the chunk parts are only
+        cleared if they may hold something: ``had_chunks``)."""
         state_, calls_, outs_, left_ = _keys(state.run_id)
         core, calls, left = _split(state)
         pipe.set(state_, json.dumps(core))
-        pipe.delete(calls_, outs_, left_)
+        if had_chunks:
+            pipe.delete(calls_, outs_, left_)
         if calls:
             pipe.hset(calls_, mapping=calls)
         if left:
@@ -281,12 +283,16 @@ class RedisRuns:
                         raw = pipe.get(keys[0])
                         if raw is None:
                             return None
-                        calls, outs = pipe.hgetall(keys[1]), pipe.hgetall(keys[2])
-                        state = _assemble(json.loads(raw), calls, outs)
+                        core = json.loads(raw)
+                        # no foreach in flight (no chunk outputs awaited): no chunk parts
+                        had_chunks = bool(core["chunk_outputs"])
+                        calls = pipe.hgetall(keys[1]) if had_chunks else {}
+                        outs = pipe.hgetall(keys[2]) if had_chunks else {}
+                        state = _assemble(core, calls, outs)
                         was_finished = state.finished
                         outcome = change(state)
                         pipe.multi()
-                        self._write(pipe, state)
+                        self._write(pipe, state, had_chunks)
                         if state.finished and not was_finished:
                             self._ended(pipe, run_id)
                         pipe.execute()

@@ -253,8 +253,10 @@ class RunState:
             for port, b in step.bindings.items()
         }
         if step.foreach is None:
+            self._forget_read(plan, sid)
             return self._make(StepCall(self.run_id, sid, WHOLE, step.pin, inputs, list(step.edges)))
         items = decode(self.value(step.foreach.source), store)
+        self._forget_read(plan, sid)
         parts = chunks(items, step.foreach.chunk)
         if not parts:
             self.invocations[sid] = 0
@@ -271,6 +273,16 @@ class RunState:
                 StepCall(self.run_id, sid, index, step.pin, chunk_inputs, list(step.edges))
             )
         return done
+
+    def _forget_read(self, plan: RunPlan, sid: str) -> None:
+        """Drop the values ``sid`` just read that no step still to start reads and the run
+        does not keep: the state (in Redis, read and written at every step) stays as small
+        on a 100-step chain as on a 3-step one. Calls hold their own inputs."""
+        for value_id, readers in plan.readers.items():
+            if sid not in readers or value_id in plan.kept or value_id not in self.values:
+                continue
+            if all(self.status[r] != "pending" for r in readers):
+                del self.values[value_id]
 
     def _make(self, call: StepCall) -> Transition:
         self.inflight[call.key] = call.to_json()
