@@ -163,13 +163,12 @@ class CeleryExecutor(Executor):
                     now,
                     expires=now + CLIENT_LEASE_SECONDS,
                 )
-                self.runs.take(lease)
-                leases.append(lease)
-                self.runs.create(session.state, Envelope(session.plan, self.name, reply_to))
+                leases.append((lease.run_id, lease.key))
+                envelope = Envelope(session.plan, self.name, reply_to)
+                self.runs.create(session.state, envelope, lease)
                 publish(self.app, session.plan, calls, producer)
                 pending[session.run_id] = session
-        for lease in leases:
-            self.runs.release(lease.run_id, lease.key)
+        self.runs.release(*leases)
         return pending
 
     def _cancel(self, session: RunSession, reason: str) -> None:

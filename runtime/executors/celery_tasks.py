@@ -128,11 +128,15 @@ def settle(
     plan: RunPlan,
     run_id: str,
     change: Callable[[RunState], Transition],
+    release: str | None = None,
 ) -> RunState | None:
     """Apply a transition to run ``run_id`` in Redis, publish the calls it starts, record
-    what it changed, and record the run's outcome when it ended."""
+    what it changed, and record the run's outcome when it ended; then release the lease of
+    call ``release``, if given (only then: its holder may die until the calls are out)."""
     changed = runs.change(run_id, change)
     if changed is None:
+        if release is not None:
+            runs.release((run_id, release))
         return None
     state, transition = changed
     publish(app, plan, transition.calls)
@@ -140,7 +144,9 @@ def settle(
     record_changes(store.metadata, plan, state, transition.changed)
     if state.finished and transition.changed:
         record_outcome(store, plan, state)
-        runs.announce(run_id)
+        runs.announce(run_id, release)
+    elif release is not None:
+        runs.release((run_id, release))
     return state
 
 
@@ -163,19 +169,18 @@ def execute(app: Celery, request: Any, run_id: str, key: str, attempt: int) -> s
         result = run_call(call, services())
     except StepFailed as exc:
         error = str(exc)
-        settle(runs, app, plan, run_id, lambda s: s.attempt_failed(plan, call, error))
-        outcome = "failed"
+        settle(runs, app, plan, run_id, lambda s: s.attempt_failed(plan, call, error), key)
+        return "failed"
     except Exception as exc:  # the stores or the loader failed around the step
         error = one_line(exc, call.label())
-        settle(runs, app, plan, run_id, lambda s: s.attempt_failed(plan, call, error))
-        outcome = "failed"
-    else:
-        if call.item < 0 or not runs.chunk_succeeded(call, result):
-            access = services().access
-            settle(runs, app, plan, run_id, lambda s: s.succeeded(plan, access, call, result))
-        outcome = "succeeded"
-    runs.release(run_id, key)
-    return outcome
+        settle(runs, app, plan, run_id, lambda s: s.attempt_failed(plan, call, error), key)
+        return "failed"
+    if call.item >= 0 and runs.chunk_succeeded(call, result):
+        runs.release((run_id, key))
+        return "succeeded"
+    access = services().access
+    settle(runs, app, plan, run_id, lambda s: s.succeeded(plan, access, call, result), key)
+    return "succeeded"
 
 
 def claim(runs: RedisRuns, call: StepCall, node: str) -> bool:

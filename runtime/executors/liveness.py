@@ -87,7 +87,7 @@ def recover(runs: RedisRuns, app: Celery, lease: Lease, node_alive: bool) -> Non
 
     envelope = runs.envelope(lease.run_id)
     if envelope is None:
-        runs.release(lease.run_id, lease.key)
+        runs.release((lease.run_id, lease.key))
         return
     plan = envelope.plan
     timed_out = node_alive and lease.deadline is not None and time.time() >= lease.deadline
@@ -107,7 +107,7 @@ def recover(runs: RedisRuns, app: Celery, lease: Lease, node_alive: bool) -> Non
     if state is not None and not state.finished:
         unleased = [c for c in state.calls() if runs.lease(c.run_id, c.key) is None]
         publish(app, plan, unleased)
-    runs.release(lease.run_id, lease.key)
+    runs.release((lease.run_id, lease.key))
     log.warning("recovered %s of run %s from %s", lease.key, lease.run_id, lease.holder)
 
 

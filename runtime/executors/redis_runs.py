@@ -185,8 +185,8 @@ class RedisRuns:
 
     # --- runs
 
-    def create(self, state: RunState, envelope: Envelope) -> None:
-        """Store a new run's plan and state."""
+    def create(self, state: RunState, envelope: Envelope, lease: Lease | None = None) -> None:
+        """Store a new run's plan and state (and, with them, the lease of its submitter)."""
         doc = {
             "plan": envelope.plan.to_json(),
             "executor": envelope.executor,
@@ -195,6 +195,8 @@ class RedisRuns:
 
         def write() -> None:
             with self.redis.pipeline() as pipe:
+                if lease is not None:
+                    pipe.hset(LEASES, lease_field(lease.run_id, lease.key), lease.to_json())
                 pipe.set(_plan_key(state.run_id), json.dumps(doc))
                 self._write(pipe, state)
                 pipe.execute()
@@ -307,17 +309,19 @@ class RedisRuns:
         for key in (*_keys(run_id), _plan_key(run_id)):
             pipe.expire(key, KEEP_FINISHED_SECONDS)
 
-    def announce(self, run_id: str) -> None:
-        """Tell the run's client it ended (once its records are written)."""
+    def announce(self, run_id: str, release: str | None = None) -> None:
+        """Tell the run's client it ended (once its records are written); with ``release``,
+        release that call's lease in the same round trip."""
         envelope = self.envelope(run_id)
-        if envelope is None or not envelope.reply_to:
-            return
-        reply_to = envelope.reply_to
+        reply_to = envelope.reply_to if envelope is not None else None
 
         def push() -> None:
             with self.redis.pipeline() as pipe:
-                pipe.rpush(reply_to, run_id)
-                pipe.expire(reply_to, KEEP_FINISHED_SECONDS)
+                if reply_to:
+                    pipe.rpush(reply_to, run_id)
+                    pipe.expire(reply_to, KEEP_FINISHED_SECONDS)
+                if release is not None:
+                    pipe.hdel(LEASES, lease_field(run_id, release))
                 pipe.execute()
 
         self.call(push)
@@ -351,8 +355,11 @@ class RedisRuns:
         self.call(lambda: self.redis.hset(LEASES, field, lease.to_json()))
         return True
 
-    def release(self, run_id: str, key: str) -> None:
-        self.call(lambda: self.redis.hdel(LEASES, lease_field(run_id, key)))
+    def release(self, *leases: tuple[str, str]) -> None:
+        """Release the leases of these ``(run_id, call key)`` pairs."""
+        fields = [lease_field(run_id, key) for run_id, key in leases]
+        if fields:
+            self.call(lambda: self.redis.hdel(LEASES, *fields))
 
     def lease(self, run_id: str, key: str) -> Lease | None:
         raw = self.call(lambda: self.redis.hget(LEASES, lease_field(run_id, key)))
