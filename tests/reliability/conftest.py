@@ -112,15 +112,21 @@ class Cluster:
 
     def wtm(self, *args: str) -> subprocess.Popen[str]:
         """A ``wtm`` command on this cluster, in its own process group."""
-        return subprocess.Popen(
-            [sys.executable, "-m", "runtime.cli", *args],
-            env={**os.environ, **self.env, "WTM_BROKER_URL": self.redis.url},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=self.folder,
-            start_new_session=True,
-        )
+        return wtm_process({**self.env, "WTM_BROKER_URL": self.redis.url}, self.folder, *args)
+
+
+def wtm_process(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """A ``wtm`` command with ``env`` added, in ``cwd``, in its own process group (so a test
+    can signal it with its pool)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "runtime.cli", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        start_new_session=True,
+    )
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from runtime.config import Settings
 from runtime.services import Services
 from tests.executors.conftest import installed
-from tests.reliability.conftest import tally, wait_for
+from tests.reliability.conftest import tally, wait_for, wtm_process
 
 LONG_STEP = """\
 apiVersion: wtm/v1
@@ -30,15 +29,7 @@ steps:
 
 
 def wtm(home: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", *args],
-        env={**os.environ, "WTM_HOME": str(home)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=home.parent,
-        start_new_session=True,
-    )
+    return wtm_process({"WTM_HOME": str(home)}, home.parent, *args)
 
 
 @pytest.fixture
