@@ -19,10 +19,16 @@ def _start_ticks(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]  # field 22, counted after the command name
 
 
+def host_pid(pid: int | None = None) -> str:
+    """``host:pid`` of process ``pid`` on this host (this process by default): how step
+    records, leases and worker node records name a process."""
+    return f"{socket.gethostname()}:{pid if pid is not None else os.getpid()}"
+
+
 def this_process() -> str:
-    """This process's name."""
+    """This process's name, with its start time."""
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid) or ''}"
+    return f"{host_pid(pid)}:{_start_ticks(pid) or ''}"
 
 
 def gone(owner: str) -> bool | None:

@@ -26,11 +26,11 @@ from runtime.executors.redis_runs import (
     Envelope,
     Lease,
     RedisRuns,
-    this_process,
 )
 from runtime.executors.session import RunSession, record_outcome, result_document
 from runtime.executors.uploads import upload_files
 from runtime.manifest import PipelineManifest
+from runtime.owner import host_pid
 from runtime.services import Services
 from runtime.stores.metadata import ACTIVE_RUN_STATUSES
 
@@ -158,7 +158,7 @@ class CeleryExecutor(Executor):
                 lease = Lease(
                     session.run_id,
                     START_KEY,
-                    this_process(),
+                    host_pid(),
                     0,
                     now,
                     expires=now + CLIENT_LEASE_SECONDS,

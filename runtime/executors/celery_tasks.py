@@ -25,10 +25,11 @@ from runtime.executors.celery_app import batched_publishing
 from runtime.executors.liveness import Liveness, holder_alive
 from runtime.executors.plan import RunPlan
 from runtime.executors.records import record_changes
-from runtime.executors.redis_runs import Lease, RedisRuns, this_process
+from runtime.executors.redis_runs import Lease, RedisRuns
 from runtime.executors.runner import StepFailed, one_line, run_call
 from runtime.executors.runstate import RunState, Transition
 from runtime.executors.session import record_outcome
+from runtime.owner import host_pid
 from runtime.services import Services
 from runtime.timeouts import HARD_LIMIT_GRACE
 
@@ -187,7 +188,7 @@ def claim(runs: RedisRuns, call: StepCall, node: str) -> bool:
     """Take the lease of ``call`` for this process, unless a live process holds it."""
     now = time.time()
     deadline = now + call.task.timeout + HARD_LIMIT_GRACE if call.task.timeout else None
-    mine = Lease(call.run_id, call.key, this_process(), call.attempt, now, node, None, deadline)
+    mine = Lease(call.run_id, call.key, host_pid(), call.attempt, now, node, None, deadline)
     if runs.take(mine, only_if_free=True):
         return True
     held = runs.lease(call.run_id, call.key)

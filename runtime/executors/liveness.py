@@ -33,8 +33,9 @@ from typing import Any
 import redis
 from celery import Celery
 
-from runtime.executors.redis_runs import NODE_TTL, Lease, RedisRuns, this_process
+from runtime.executors.redis_runs import NODE_TTL, Lease, RedisRuns
 from runtime.executors.runstate import DEFAULT_MAX_LOST, RunState, Transition
+from runtime.owner import host_pid
 
 log = logging.getLogger("wtm.liveness")
 HEARTBEAT_SECONDS = 2.0
@@ -196,9 +197,8 @@ class Liveness(threading.Thread):
             self.runs.forget_node(self.node)
 
     def beat(self) -> None:
-        host = this_process().rsplit(":", 1)[0]
         pids = [os.getpid(), *self.processes()]
-        self.runs.beat(self.node, [f"{host}:{pid}" for pid in pids], self.calls())
+        self.runs.beat(self.node, [host_pid(pid) for pid in pids], self.calls())
         if self.connected_since is None:
             self.connected_since = time.time()
 

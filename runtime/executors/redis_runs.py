@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -110,11 +109,6 @@ def node_key(node: str) -> str:
 
 def lease_field(run_id: str, key: str) -> str:
     return f"{run_id}|{key}"
-
-
-def this_process() -> str:
-    """``host:pid``, as leases and node records name processes."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)

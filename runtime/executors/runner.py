@@ -8,8 +8,6 @@ execution and its values (with lineage) in the metadata store.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import sys
 import threading
 import time
@@ -20,6 +18,7 @@ from runtime import ids
 from runtime.context import TaskContext
 from runtime.executors.calls import WHOLE, StepCall, StepResult
 from runtime.extensions import notify
+from runtime.owner import host_pid
 from runtime.portcheck import check_inputs, check_outputs
 from runtime.services import Services
 from runtime.stores.metadata import StepRecord, ValueRecord, utc_now
@@ -31,11 +30,6 @@ log = logging.getLogger("wtm.runner")
 
 class StepFailed(Exception):
     """A step invocation failed; the message is one line naming the step."""
-
-
-def worker_name() -> str:
-    """``host:pid`` of this process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def value_suffix(call: StepCall) -> str:
@@ -121,7 +115,7 @@ def run_call(
         outputs=outputs,
         seconds=seconds,
     )
-    return StepResult({p: r.to_json() for p, r in encoded.items()}, seconds, worker_name())
+    return StepResult({p: r.to_json() for p, r in encoded.items()}, seconds, host_pid())
 
 
 def _record(call: StepCall, services: Services, **fields: Any) -> dict[str, Any]:
@@ -136,7 +130,7 @@ def _record(call: StepCall, services: Services, **fields: Any) -> dict[str, Any]
         "input_id": ids.input_id(call.task.name, call.step_id),
         "output_id": ids.output_id(call.task.name, call.step_id),
         "attempt": call.attempt,
-        "worker": worker_name(),
+        "worker": host_pid(),
         "edges": call.edges,
         **fields,
     }
