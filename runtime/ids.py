@@ -39,3 +39,19 @@ def pipeline_input(name: str) -> str:
 def edge(source: str, target: str) -> str:
     """The printed form of a data-flow edge."""
     return f"{source} -> {target}"
+
+
+def chunk(name: str, item: int) -> str:
+    """``name`` for one foreach chunk (``002[3]``, ``output_002_x[3]``); ``name`` itself
+    for a whole step (``item`` < 0)."""
+    return name if item < 0 else f"{name}[{item}]"
+
+
+def split_chunk(name: str) -> tuple[str, int]:
+    """The inverse of :func:`chunk`: ``("002", 3)`` for ``002[3]``, ``(name, -1)`` for a
+    name that is not a chunk's."""
+    if name.endswith("]"):
+        base, _, index = name[:-1].rpartition("[")
+        if base and index.isdigit():
+            return base, int(index)
+    return name, -1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from runtime import ids
 from runtime.values import ValueRef
 
 WHOLE = -1  # the item index of a step that is not split by foreach
@@ -37,7 +38,7 @@ class StepCall:
     @property
     def key(self) -> str:
         """What the run state calls this invocation: ``002``, or ``002[3]`` for a chunk."""
-        return self.step_id if self.item == WHOLE else f"{self.step_id}[{self.item}]"
+        return ids.chunk(self.step_id, self.item)
 
     def next_attempt(self) -> StepCall:
         """The same invocation, one attempt later."""
@@ -54,8 +55,7 @@ class StepCall:
         return cls(**{**data, "task": TaskPin(**data["task"]), "edges": list(data["edges"])})
 
     def label(self) -> str:
-        suffix = f"[{self.item}]" if self.item != WHOLE else ""
-        return f"step {self.step_id}{suffix} ({self.task.name}@{self.task.version})"
+        return f"step {self.key} ({self.task.name}@{self.task.version})"
 
 
 @dataclass(frozen=True)

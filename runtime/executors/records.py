@@ -94,7 +94,7 @@ def record_gathered(store: MetadataStore, plan: RunPlan, state: RunState, sid: s
                 value=ref.value,
                 uri=ref.uri,
                 size=ref.size,
-                sources=[f"{value_id}[{i}]" for i in range(chunks)],
+                sources=[ids.chunk(value_id, i) for i in range(chunks)],
             )
         )
     started = state.started.get(sid)

@@ -31,6 +31,7 @@ from typing import Any, TypeVar, cast
 
 import redis
 
+from runtime import ids
 from runtime.executors.calls import StepCall, StepResult
 from runtime.executors.plan import RunPlan
 from runtime.executors.runstate import RunState
@@ -88,9 +89,9 @@ def _assemble(core: dict[str, Any], calls: Mapping[Any, Any], outs: Mapping[Any,
     state = RunState.from_json(core)
     state.inflight.update({k: json.loads(c) for k, c in calls.items()})
     for key, raw in outs.items():
-        sid, _, index = key.rpartition("[")
+        sid, index = ids.split_chunk(key)
         done = json.loads(raw)
-        state.chunk_outputs[sid][int(index[:-1])] = done["outputs"]
+        state.chunk_outputs[sid][index] = done["outputs"]
         state.seconds[sid] = state.seconds.get(sid, 0.0) + done["seconds"]
     return state
 
@@ -233,10 +234,11 @@ class RedisRuns:
         reading only what that needs."""
         state_, calls_, _, _ = _keys(run_id)
         known = run_id in _ENVELOPES
+        chunk_call = ids.split_chunk(key)[1] >= 0
 
         def read() -> list[Any]:
             with self.redis.pipeline(transaction=False) as pipe:
-                if key.endswith("]"):
+                if chunk_call:
                     pipe.hget(calls_, key)
                 else:
                     pipe.get(state_)
@@ -248,7 +250,7 @@ class RedisRuns:
         envelope = _envelope(self, run_id, plan[0] if plan else None)
         if found is None:
             return envelope, None
-        if key.endswith("]"):
+        if chunk_call:
             return envelope, StepCall.from_json(json.loads(found))
         return envelope, RunState.from_json(json.loads(found)).call(key)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from runtime import ids
 from runtime.context import TaskContext
-from runtime.executors.calls import WHOLE, StepCall, StepResult
+from runtime.executors.calls import StepCall, StepResult
 from runtime.extensions import notify
 from runtime.owner import host_pid
 from runtime.portcheck import check_inputs, check_outputs
@@ -30,10 +30,6 @@ log = logging.getLogger("wtm.runner")
 
 class StepFailed(Exception):
     """A step invocation failed; the message is one line naming the step."""
-
-
-def value_suffix(call: StepCall) -> str:
-    return "" if call.item == WHOLE else f"[{call.item}]"
 
 
 def run_call(
@@ -141,7 +137,6 @@ def _record(call: StepCall, services: Services, **fields: Any) -> dict[str, Any]
 def _record_values(
     call: StepCall, services: Services, inputs: dict[str, ValueRef], outputs: dict[str, ValueRef]
 ) -> None:
-    suffix = value_suffix(call)
     sources: dict[str, str] = {}
     for edge in call.edges:
         source, _, target = edge.partition(" -> ")
@@ -149,13 +144,13 @@ def _record_values(
     input_ids = []
     for port, ref in inputs.items():
         value_id = ids.input_value(call.step_id, port)
-        input_ids.append(value_id + suffix)
+        input_ids.append(ids.chunk(value_id, call.item))
         origin = sources.get(value_id)
         services.metadata.record_value(
-            _value(call, value_id + suffix, port, ref, [origin] if origin else [])
+            _value(call, ids.chunk(value_id, call.item), port, ref, [origin] if origin else [])
         )
     for port, ref in outputs.items():
-        value_id = ids.output_value(call.step_id, port) + suffix
+        value_id = ids.chunk(ids.output_value(call.step_id, port), call.item)
         services.metadata.record_value(_value(call, value_id, port, ref, sorted(input_ids)))
 
 
