@@ -164,7 +164,7 @@ class CeleryExecutor(Executor):
                     expires=now + CLIENT_LEASE_SECONDS,
                 )
                 leases.append((lease.run_id, lease.key))
-                envelope = Envelope(session.plan, self.name, reply_to)
+                envelope = Envelope(session.plan, reply_to)
                 self.runs.create(session.state, envelope, lease)
                 publish(self.app, session.plan, calls, producer)
                 pending[session.run_id] = session

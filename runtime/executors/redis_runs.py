@@ -148,7 +148,6 @@ class Envelope:
     """What is stored once per run beside its plan: who to tell when it ends."""
 
     plan: RunPlan
-    executor: str
     reply_to: str | None
 
 
@@ -184,7 +183,6 @@ class RedisRuns:
         """Store a new run's plan and state (and, with them, the lease of its submitter)."""
         doc = {
             "plan": envelope.plan.to_json(),
-            "executor": envelope.executor,
             "reply_to": envelope.reply_to,
         }
 
@@ -407,7 +405,7 @@ def _envelope(runs: RedisRuns, run_id: str, raw: str | None = None) -> Envelope 
     if raw is None:
         return None
     doc = json.loads(raw)
-    envelope = Envelope(RunPlan.from_json(doc["plan"]), doc["executor"], doc["reply_to"])
+    envelope = Envelope(RunPlan.from_json(doc["plan"]), doc["reply_to"])
     if len(_ENVELOPES) >= 256:
         _ENVELOPES.pop(next(iter(_ENVELOPES)))
     _ENVELOPES[run_id] = envelope

@@ -129,7 +129,7 @@ def test_a_chunk_applied_in_redis_matches_the_run_state_transition(
     pure = RunState.new("run-fast-path", plan, {"items": items})
     calls = pure.start(plan, Blobs()).calls
     runs = RedisRuns.at(broker)
-    runs.create(pure, Envelope(plan, "celery", None))
+    runs.create(pure, Envelope(plan, None))
     result = StepResult({"y": {"id": "sha256:two", "size": 3, "value": [2]}}, 0.25, "w")
     stale = StepResult({"y": {"id": "sha256:bad", "size": 3, "value": [0]}}, 9.0, "w")
     assert runs.chunk_succeeded(calls[1], result)

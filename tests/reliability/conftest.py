@@ -8,14 +8,18 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from runtime.config import Settings
+from runtime.execute import execute, prepare
+from runtime.executors.session import RunSession
 from runtime.services import Services
 from runtime.stores.metadata import ACTIVE_RUN_STATUSES
 from tests.executors.conftest import installed
@@ -69,6 +73,30 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         )
         for reason in sorted(set(row.failed)):
             write(f"    ended {reason[:150]}")
+
+
+def in_background(
+    cluster: Cluster, path: Path, runs: list[dict[str, Any]]
+) -> tuple[threading.Thread, list[RunSession]]:
+    """``execute`` of one run per inputs in ``runs`` on the celery executor, in a client
+    thread; the thread and the list its sessions land in when they end."""
+    checked, pins = prepare(cluster.services, path)
+    sessions: list[RunSession] = []
+    client = threading.Thread(
+        target=lambda: sessions.extend(
+            execute(
+                cluster.services,
+                checked,
+                pins,
+                runs,
+                executor="celery",
+                broker_url=cluster.redis.url,
+            )
+        ),
+        daemon=True,
+    )
+    client.start()
+    return client, sessions
 
 
 def wait_for(condition: Callable[[], object], seconds: float, what: str) -> object:

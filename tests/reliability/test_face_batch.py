@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 
 import pytest
 
-from runtime.execute import execute, prepare
-from runtime.executors.session import RunSession
 from runtime.lineage import lineage
 from runtime.samples import sample_path
 from tests.conftest import ROOT
-from tests.reliability.conftest import Cluster, tally, wait_for
+from tests.reliability.conftest import Cluster, in_background, tally, wait_for
 
 pytest.importorskip("dlib")
 pytestmark = [pytest.mark.celery, pytest.mark.faces]
@@ -26,25 +23,11 @@ def test_a_face_batch_survives_a_killed_worker_and_a_redis_restart(cluster: Clus
     for name in ("face_detection", "face_attributes", "face_features"):
         cluster.services.registry.install(ROOT / "plugins" / name)
     image = sample_path("astronaut", cluster.folder / "samples")
-    checked, pins = prepare(cluster.services, ROOT / "manifests" / "face_pipeline.yaml")
     victim = cluster.worker("victim")
     cluster.worker("steady")
-    sessions: list[RunSession] = []
     started = time.monotonic()
-    client = threading.Thread(
-        target=lambda: sessions.extend(
-            execute(
-                cluster.services,
-                checked,
-                pins,
-                [{"image_path": str(image)}] * RUNS,
-                executor="celery",
-                broker_url=cluster.redis.url,
-            )
-        ),
-        daemon=True,
-    )
-    client.start()
+    pipeline = ROOT / "manifests" / "face_pipeline.yaml"
+    client, sessions = in_background(cluster, pipeline, [{"image_path": str(image)}] * RUNS)
 
     def victim_busy() -> bool:
         """A step of the batch runs in the victim's pool right now."""

@@ -6,16 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
-from runtime.execute import execute, prepare
-from runtime.executors.session import RunSession
-from tests.reliability.conftest import Cluster, tally, wait_for
+from tests.reliability.conftest import Cluster, in_background, tally, wait_for
 
 pytestmark = pytest.mark.celery
 
@@ -34,27 +30,6 @@ def slow(seconds: float) -> str:
     return SLOW_STEP.replace("SECONDS", str(seconds))
 
 
-def in_background(cluster: Cluster, path: Path, runs: int) -> tuple[threading.Thread, list]:
-    """``execute`` of ``runs`` runs on the celery executor, in a client thread."""
-    checked, pins = prepare(cluster.services, path)
-    sessions: list[RunSession] = []
-    client = threading.Thread(
-        target=lambda: sessions.extend(
-            execute(
-                cluster.services,
-                checked,
-                pins,
-                [{}] * runs,
-                executor="celery",
-                broker_url=cluster.redis.url,
-            )
-        ),
-        daemon=True,
-    )
-    client.start()
-    return client, sessions
-
-
 def running_step(cluster: Cluster, step_id: str = "001"):
     """The first record of ``step_id`` that is running, in any run."""
     for run in cluster.services.metadata.list_runs(limit=None):
@@ -71,7 +46,7 @@ def pid_of(worker: str) -> int:
 def test_a_dead_worker_host_s_step_runs_again_elsewhere_within_a_minute(cluster: Cluster):
     cluster.worker("first")
     cluster.worker("second")
-    client, sessions = in_background(cluster, cluster.pipeline(slow(3)), 1)
+    client, sessions = in_background(cluster, cluster.pipeline(slow(3)), [{}])
     step = wait_for(lambda: running_step(cluster), 60, "step 001 to start")
     killed_at = time.time()
     os.killpg(os.getpgid(pid_of(step.worker)), signal.SIGKILL)  # the worker and its pool
@@ -90,7 +65,7 @@ def test_a_dead_worker_host_s_step_runs_again_elsewhere_within_a_minute(cluster:
 def test_a_killed_worker_main_process_never_leaves_its_run_running(cluster: Cluster):
     cluster.worker("first")
     cluster.worker("second")
-    client, sessions = in_background(cluster, cluster.pipeline(slow(2)), 1)
+    client, sessions = in_background(cluster, cluster.pipeline(slow(2)), [{}])
     step = wait_for(lambda: running_step(cluster), 60, "step 001 to start")
     main = os.getpgid(pid_of(step.worker))  # the group leader is the worker's main process
     os.kill(main, signal.SIGKILL)
@@ -104,7 +79,7 @@ def test_a_killed_worker_main_process_never_leaves_its_run_running(cluster: Clus
 
 def test_a_killed_pool_process_s_step_runs_again_as_a_new_attempt(cluster: Cluster):
     cluster.worker("only", concurrency=1)
-    client, sessions = in_background(cluster, cluster.pipeline(slow(2)), 1)
+    client, sessions = in_background(cluster, cluster.pipeline(slow(2)), [{}])
     step = wait_for(lambda: running_step(cluster), 60, "step 001 to start")
     os.kill(pid_of(step.worker), signal.SIGKILL)
     client.join(120)
@@ -126,7 +101,7 @@ steps:
   - {{id: "001", task: crash, with: {{how: {how}}}}}
   - {{id: "002", task: add, with: {{a: $001.attempt, b: 1}}}}
 """)
-    client, sessions = in_background(cluster, path, 1)
+    client, sessions = in_background(cluster, path, [{}])
     client.join(120)
     assert not client.is_alive(), "the client is still waiting"
     [session] = sessions
@@ -147,7 +122,7 @@ steps:
 def test_a_batch_survives_redis_going_away(cluster: Cluster, down: int):
     cluster.worker("first")
     cluster.worker("second")
-    client, sessions = in_background(cluster, cluster.pipeline(slow(1)), 8)
+    client, sessions = in_background(cluster, cluster.pipeline(slow(1)), [{}] * 8)
     wait_for(lambda: running_step(cluster), 60, "a step to start")
     cluster.redis.restart(down_seconds=down)
     client.join(240)
@@ -204,7 +179,7 @@ with Connection(sys.argv[1]) as conn:
 def test_a_message_taken_by_a_worker_that_died_before_claiming_it_is_restored(
     cluster: Cluster,
 ):
-    client, sessions = in_background(cluster, cluster.pipeline(slow(0)), 1)
+    client, sessions = in_background(cluster, cluster.pipeline(slow(0)), [{}])
     thief = subprocess.run(
         [sys.executable, "-c", THIEF, cluster.redis.url], capture_output=True, text=True, timeout=90
     )
@@ -233,7 +208,7 @@ db.execute("ROLLBACK")
 
 def test_a_metadata_store_locked_mid_run_stalls_the_run_and_it_ends(cluster: Cluster):
     cluster.worker("only")
-    client, sessions = in_background(cluster, cluster.pipeline(slow(2)), 1)
+    client, sessions = in_background(cluster, cluster.pipeline(slow(2)), [{}])
     step = wait_for(lambda: running_step(cluster), 60, "step 001 to start")
     database = cluster.home / "wtm.db"
     locker = subprocess.Popen(
