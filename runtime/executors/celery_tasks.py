@@ -130,11 +130,13 @@ def settle(
     run_id: str,
     change: Callable[[RunState], Transition],
     release: str | None = None,
+    seen: str | None = None,
 ) -> RunState | None:
     """Apply a transition to run ``run_id`` in Redis, publish the calls it starts, record
     what it changed, and record the run's outcome when it ended; then release the lease of
-    call ``release``, if given (only then: its holder may die until the calls are out)."""
-    changed = runs.change(run_id, change)
+    call ``release``, if given (only then: its holder may die until the calls are out).
+    ``seen``: the stored state as last read (see :meth:`RedisRuns.change`)."""
+    changed = runs.change(run_id, change, seen)
     if changed is None:
         if release is not None:
             runs.release((run_id, release))
@@ -154,45 +156,54 @@ def settle(
 def execute(app: Celery, request: Any, run_id: str, key: str, attempt: int) -> str:
     """Run call ``key`` of ``run_id`` at ``attempt`` if it is still current; what happened."""
     runs = RedisRuns.at(app.conf.broker_url)
-    envelope, call = runs.work(run_id, key)
-    if envelope is None:
-        return "unknown run"
-    plan = envelope.plan
-    if call is None or call.attempt != attempt:
-        return "not current"
+    mine = worker_lease(request, run_id, key, attempt)
+    work = runs.work(run_id, key, mine)
+    call, seen = work.call, work.seen
+    if work.envelope is None or call is None or call.attempt != attempt:
+        if work.claimed:
+            runs.give_back(mine)
+        return "unknown run" if work.envelope is None else "not current"
+    plan = work.envelope.plan
     run = services().metadata.get_run(run_id)
     if run is not None and run.status == "cancelled":
-        settle(runs, app, plan, run_id, lambda s: s.cancel())
+        settle(runs, app, plan, run_id, lambda s: s.cancel(), seen=seen)
+        if work.claimed:
+            runs.give_back(mine)
         return "cancelled"
-    if not claim(runs, call, request.hostname):
+    if not work.claimed and not claim(runs, mine):
         return "running elsewhere"
     try:
         result = run_call(call, services())
     except StepFailed as exc:
         error = str(exc)
-        settle(runs, app, plan, run_id, lambda s: s.attempt_failed(plan, call, error), key)
+        settle(runs, app, plan, run_id, lambda s: s.attempt_failed(plan, call, error), key, seen)
         return "failed"
     except Exception as exc:  # the stores or the loader failed around the step
         error = one_line(exc, call.label())
-        settle(runs, app, plan, run_id, lambda s: s.attempt_failed(plan, call, error), key)
+        settle(runs, app, plan, run_id, lambda s: s.attempt_failed(plan, call, error), key, seen)
         return "failed"
     if call.item >= 0 and runs.chunk_succeeded(call, result):
         runs.release((run_id, key))
         return "succeeded"
     access = services().access
-    settle(runs, app, plan, run_id, lambda s: s.succeeded(plan, access, call, result), key)
+    settle(runs, app, plan, run_id, lambda s: s.succeeded(plan, access, call, result), key, seen)
     return "succeeded"
 
 
-def claim(runs: RedisRuns, call: StepCall, node: str) -> bool:
-    """Take the lease of ``call`` for this process, unless a live process holds it."""
+def worker_lease(request: Any, run_id: str, key: str, attempt: int) -> Lease:
+    """The lease this process takes on a call; its deadline is when the message's hard
+    time limit kills the call."""
     now = time.time()
-    deadline = now + call.task.timeout + HARD_LIMIT_GRACE if call.task.timeout else None
-    mine = Lease(call.run_id, call.key, host_pid(), call.attempt, now, node, None, deadline)
-    if runs.take(mine, only_if_free=True):
-        return True
-    held = runs.lease(call.run_id, call.key)
-    taken = held is not None and held.attempt >= call.attempt and held.holder != mine.holder
+    limit = request.time_limit
+    deadline = now + limit if limit else None
+    return Lease(run_id, key, host_pid(), attempt, now, request.hostname, None, deadline)
+
+
+def claim(runs: RedisRuns, mine: Lease) -> bool:
+    """Take the lease ``mine`` though another is stored, unless a live process holds that
+    one for this attempt or a later one."""
+    held = runs.lease(mine.run_id, mine.key)
+    taken = held is not None and held.attempt >= mine.attempt and held.holder != mine.holder
     if taken and held is not None and holder_alive(held, runs.nodes()):
         return False
     runs.take(mine)

@@ -1,8 +1,9 @@
 """Run plans, run states and leases in Redis: the shared memory of the celery executor.
 
-Per run: its plan (written once) and its state, changed only in ``WATCH``/``MULTI``
-transactions, so two workers finishing steps at the same moment never lose each
-other's results. The state is stored in parts so that a wide foreach does not
+Per run: its plan (written once) and its state, changed only atomically (a
+compare-and-set script, or a ``WATCH``/``MULTI`` transaction while a foreach is in
+flight), so two workers finishing steps at the same moment never lose each other's
+results. The state is stored in parts so that a wide foreach does not
 rewrite it all for every chunk: the calls of foreach chunks in flight, and chunk
 outputs not yet merged, sit in hashes beside the rest. A chunk that is not its
 step's last is applied by a Lua script touching only its own fields
@@ -22,6 +23,7 @@ restart delays a run instead of failing it.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import time
@@ -64,6 +66,32 @@ return 1
 """A current chunk call that is not the last of its step succeeded: drop it from the calls
 in flight, keep its outputs and time, count one chunk less. Returns 0 (changing nothing)
 when the call is not current or is the last: the full transition handles those."""
+
+REPLACE_STATE = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+if redis.sha1hex(current) ~= ARGV[1] then return current end
+redis.call('SET', KEYS[1], ARGV[2])
+local calls = cjson.decode(ARGV[3])
+for i = 1, #calls, 2 do redis.call('HSET', KEYS[2], calls[i], calls[i + 1]) end
+local left = cjson.decode(ARGV[4])
+for i = 1, #left, 2 do redis.call('HSET', KEYS[4], left[i], left[i + 1]) end
+if ARGV[5] ~= '' then
+  for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
+end
+return 1
+"""
+"""Compare-and-set of a run state without chunk parts: if the stored core is still the one
+whose SHA-1 is ARGV[1], write the new core (ARGV[2]) and the chunk calls and counts it
+starts (flat JSON lists), and with ARGV[5] let the run's keys expire after that many
+seconds. Returns 1 when written, 0 when the run is not here, else the core now stored."""
+
+
+DELETE_IF_SAME = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+return redis.call('HDEL', KEYS[1], ARGV[1])
+"""
+"""Delete hash field ARGV[1] of KEYS[1] only if it still holds ARGV[2]."""
 
 
 def _keys(run_id: str) -> tuple[str, str, str, str]:
@@ -141,6 +169,18 @@ class Lease:
     @classmethod
     def from_json(cls, raw: str | bytes) -> Lease:
         return cls(**json.loads(raw))
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a worker read before running a call (see :meth:`RedisRuns.work`)."""
+
+    envelope: Envelope | None
+    call: StepCall | None
+    seen: str | None
+    """The stored state the call was read from (None for a foreach chunk's call)."""
+    claimed: bool
+    """Whether the worker's lease was written (no lease of the call existed)."""
 
 
 @dataclass(frozen=True)
@@ -227,15 +267,19 @@ class RedisRuns:
         core, calls, outs = self.call(read)
         return _assemble(json.loads(core), calls, outs) if core is not None else None
 
-    def work(self, run_id: str, key: str) -> tuple[Envelope | None, StepCall | None]:
-        """A run's envelope and its call in flight under ``key``, in one round trip,
-        reading only what that needs."""
+    def work(self, run_id: str, key: str, lease: Lease) -> Work:
+        """What a worker needs to run call ``key`` of ``run_id``, in one round trip: the run's
+        envelope, its call in flight under ``key``, the stored state it was read from, and
+        whether ``lease`` was taken (only if no lease of that call existed). A lease taken
+        for a call that turns out not to be current must be given back
+        (:meth:`give_back`)."""
         state_, calls_, _, _ = _keys(run_id)
         known = run_id in _ENVELOPES
         chunk_call = ids.split_chunk(key)[1] >= 0
 
         def read() -> list[Any]:
             with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hsetnx(LEASES, lease_field(run_id, key), lease.to_json())
                 if chunk_call:
                     pipe.hget(calls_, key)
                 else:
@@ -244,13 +288,14 @@ class RedisRuns:
                     pipe.get(_plan_key(run_id))
                 return list(pipe.execute())
 
-        found, *plan = self.call(read)
+        claimed, found, *plan = self.call(read)
         envelope = _envelope(self, run_id, plan[0] if plan else None)
         if found is None:
-            return envelope, None
+            return Work(envelope, None, None, bool(claimed))
         if chunk_call:
-            return envelope, StepCall.from_json(json.loads(found))
-        return envelope, RunState.from_json(json.loads(found)).call(key)
+            return Work(envelope, StepCall.from_json(json.loads(found)), None, bool(claimed))
+        call = RunState.from_json(json.loads(found)).call(key)
+        return Work(envelope, call, found, bool(claimed))
 
     def chunk_succeeded(self, call: StepCall, result: StepResult) -> bool:
         """Apply a chunk's success if it is current and not its step's last (see
@@ -265,10 +310,47 @@ class RedisRuns:
         )
         return bool(applied)
 
-    def change(self, run_id: str, change: Callable[[RunState], T]) -> tuple[RunState, T] | None:
+    def change(
+        self, run_id: str, change: Callable[[RunState], T], seen: str | None = None
+    ) -> tuple[RunState, T] | None:
         """Apply ``change`` to the run's state atomically; the new state and what ``change``
         returned, or None if the run is not here. ``change`` may run more than once (when
-        another process changed the state first): it must only change the state."""
+        another process changed the state first): it must only change the state.
+
+        ``seen``, the stored state as last read, saves a read when it is still current.
+        Without a foreach in flight the write is a compare-and-set (:data:`REPLACE_STATE`,
+        one round trip when nothing changed meanwhile); with one, a ``WATCH`` transaction
+        over all the parts."""
+        raw = seen if seen is not None else self.call(lambda: self._get(state_key(run_id)))
+        replace = self.redis.register_script(REPLACE_STATE)
+        keys = [*_keys(run_id), _plan_key(run_id)]
+        while raw is not None and not json.loads(raw)["chunk_outputs"]:
+            state = RunState.from_json(json.loads(raw))
+            was_finished = state.finished
+            outcome = change(state)
+            core, calls, left = _split(state)
+            args = [
+                hashlib.sha1(raw.encode()).hexdigest(),
+                json.dumps(core),
+                json.dumps([x for item in calls.items() for x in item]),
+                json.dumps([str(x) for item in left.items() for x in item]),
+                KEEP_FINISHED_SECONDS if state.finished and not was_finished else "",
+            ]
+            written = self.call(functools.partial(replace, keys=keys, args=args))
+            if written == 1:
+                return state, outcome
+            raw = None if written == 0 else written
+        if raw is None:
+            return None
+        return self._change_watched(run_id, change)
+
+    def _get(self, key: str) -> str | None:
+        return cast(str | None, self.redis.get(key))
+
+    def _change_watched(
+        self, run_id: str, change: Callable[[RunState], T]
+    ) -> tuple[RunState, T] | None:
+        """:meth:`change` in a ``WATCH`` transaction over every part of the state."""
         keys = _keys(run_id)
 
         def attempt() -> tuple[RunState, T] | None:
@@ -280,7 +362,6 @@ class RedisRuns:
                         if raw is None:
                             return None
                         core = json.loads(raw)
-                        # no foreach in flight (no chunk outputs awaited): no chunk parts
                         had_chunks = bool(core["chunk_outputs"])
                         calls = pipe.hgetall(keys[1]) if had_chunks else {}
                         outs = pipe.hgetall(keys[2]) if had_chunks else {}
@@ -340,20 +421,22 @@ class RedisRuns:
 
     # --- leases
 
-    def take(self, lease: Lease, only_if_free: bool = False) -> bool:
-        """Write ``lease``; with ``only_if_free``, only if no lease of its call exists.
-        Whether it was written."""
+    def take(self, lease: Lease) -> None:
+        """Write ``lease`` over any lease of its call."""
         field = lease_field(lease.run_id, lease.key)
-        if only_if_free:
-            return bool(self.call(lambda: self.redis.hsetnx(LEASES, field, lease.to_json())))
         self.call(lambda: self.redis.hset(LEASES, field, lease.to_json()))
-        return True
 
     def release(self, *leases: tuple[str, str]) -> None:
         """Release the leases of these ``(run_id, call key)`` pairs."""
         fields = [lease_field(run_id, key) for run_id, key in leases]
         if fields:
             self.call(lambda: self.redis.hdel(LEASES, *fields))
+
+    def give_back(self, lease: Lease) -> None:
+        """Delete ``lease`` if it is still the one stored (not one written over it since)."""
+        script = self.redis.register_script(DELETE_IF_SAME)
+        field = lease_field(lease.run_id, lease.key)
+        self.call(lambda: script(keys=[LEASES], args=[field, lease.to_json()]))
 
     def lease(self, run_id: str, key: str) -> Lease | None:
         raw = self.call(lambda: self.redis.hget(LEASES, lease_field(run_id, key)))

@@ -95,6 +95,16 @@ def test_a_duplicate_or_stale_message_changes_nothing(
         assert services.metadata.get_run(run_id).status == "succeeded"
 
 
+class Blobs:
+    """A blob store for states whose values are all inline."""
+
+    def put_json_blob(self, data: bytes) -> str:
+        raise AssertionError("everything here is inline")
+
+    def get_blob(self, uri: str) -> bytes:
+        raise AssertionError("everything here is inline")
+
+
 def test_a_chunk_applied_in_redis_matches_the_run_state_transition(
     celery_worker: tuple[str, Path],
 ) -> None:
@@ -104,13 +114,6 @@ def test_a_chunk_applied_in_redis_matches_the_run_state_transition(
     from runtime.executors.redis_runs import Envelope
     from runtime.executors.runstate import RunState
     from runtime.values import ValueRef
-
-    class Blobs:
-        def put_json_blob(self, data: bytes) -> str:
-            raise AssertionError("everything here is inline")
-
-        def get_blob(self, uri: str) -> bytes:
-            raise AssertionError("everything here is inline")
 
     broker, _ = celery_worker
     pin = TaskPin("t", "1.0.0", "sha256:0")
@@ -139,3 +142,59 @@ def test_a_chunk_applied_in_redis_matches_the_run_state_transition(
     assert runs.state("run-fast-path") == pure
     assert runs.chunk_succeeded(calls[0], result)
     assert not runs.chunk_succeeded(calls[2], result), "the last chunk takes the full path"
+
+
+def test_a_change_made_on_a_stale_read_loses_no_other_change(
+    celery_worker: tuple[str, Path],
+) -> None:
+    """Two parallel steps end at once: the one that read the state before the other's
+    change was stored still ends with both applied (the compare-and-set saw the change)."""
+    from runtime.executors.calls import StepResult, TaskPin
+    from runtime.executors.plan import RunPlan, StepPlan
+    from runtime.executors.redis_runs import Envelope, Lease
+    from runtime.executors.runstate import RunState
+
+    broker, _ = celery_worker
+    pin = TaskPin("t", "1.0.0", "sha256:0")
+    steps = {sid: StepPlan(sid, pin, (), {}, ("y",), (), ()) for sid in ("a", "b")}
+    plan = RunPlan("p@1", steps, {"a": {"ref": "output_a_y"}}, 1024)
+    pure = RunState.new("run-stale-read", plan, {})
+    a_call, b_call = pure.start(plan, Blobs()).calls
+    runs = RedisRuns.at(broker)
+    runs.create(pure, Envelope(plan, None))
+    lease = Lease("run-stale-read", "a", "host:1", 1, time.time(), "node")
+    work = runs.work("run-stale-read", "a", lease)
+    assert work.claimed and work.call == a_call and work.seen is not None
+    done = {"y": {"id": "sha256:y", "size": 1, "value": 1}}
+    b_done = StepResult(done, 1.0, "w")
+    runs.change("run-stale-read", lambda s: s.succeeded(plan, Blobs(), b_call, b_done))
+    changed = runs.change(
+        "run-stale-read",
+        lambda s: s.succeeded(plan, Blobs(), a_call, StepResult(done, 2.0, "w")),
+        work.seen,
+    )
+    assert changed is not None and changed[0].finished
+    for call, seconds in ((b_call, 1.0), (a_call, 2.0)):
+        pure.succeeded(plan, Blobs(), call, StepResult(done, seconds, "w"))
+    stored = runs.state("run-stale-read")
+    assert stored is not None and stored.status == {"a": "succeeded", "b": "succeeded"}
+    pure.ended = stored.ended  # the moment each copy ended
+    assert stored == pure
+
+
+def test_a_lease_given_back_only_if_it_is_still_the_one_stored(
+    celery_worker: tuple[str, Path],
+) -> None:
+    from runtime.executors.redis_runs import Lease
+
+    broker, _ = celery_worker
+    runs = RedisRuns.at(broker)
+    stale = Lease("run-lease", "a", "host:1", 1, time.time(), "node")
+    current = Lease("run-lease", "a", "host:2", 2, time.time(), "node")
+    assert runs.work("run-lease", "a", stale).claimed
+    assert not runs.work("run-lease", "a", current).claimed
+    runs.take(current)
+    runs.give_back(stale)
+    assert runs.lease("run-lease", "a") == current
+    runs.give_back(current)
+    assert runs.lease("run-lease", "a") is None
