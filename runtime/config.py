@@ -122,8 +122,18 @@ class Settings:
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in self.masked().items())})"
 
 
+_SECRET_QUERY = re.compile(
+    r"([?&;](?:password|passwd|pwd|secret|secret_key|access_key|token|auth|api_?key"
+    r"|sessiontoken|x-amz-[a-z-]+)=)[^&;#]*",
+    re.IGNORECASE,
+)
+"""Query parameters that carry secrets (``?password=``, as redis-py and kombu accept)."""
+
+
 def mask_url(url: str) -> str:
-    """``url`` with the password of its user info (``user:password@``) masked."""
+    """``url`` with its secrets masked: the password of its user info (``user:password@``)
+    and the values of query parameters like ``password=`` or ``token=``."""
+    url = _SECRET_QUERY.sub(lambda m: m.group(1) + MASK, url)
     scheme, sep, rest = url.partition("://")
     authority, slash, path = rest.partition("/")
     userinfo, at, hosts = authority.rpartition("@")

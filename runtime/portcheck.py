@@ -50,7 +50,7 @@ def check_inputs(
             if port.required:
                 raise PortError(f"{label}: input {name!r} is missing")
             continue
-        _check(port, checked[name], f"{label}: input {name!r}")
+        check_value(port, checked[name], f"{label}: input {name!r}")
     return checked
 
 
@@ -68,11 +68,13 @@ def check_outputs(ports: Mapping[str, Port], values: Any, label: str) -> dict[st
     if unknown:
         raise PortError(f"{label}: unknown output port {unknown[0]!r}")
     for name, port in ports.items():
-        _check(port, values[name], f"{label}: output {name!r}")
+        check_value(port, values[name], f"{label}: output {name!r}")
     return dict(values)
 
 
-def _check(port: Port, value: Any, where: str) -> None:
+def check_value(port: Port, value: Any, where: str) -> None:
+    """Raise :class:`PortError` naming ``where`` and the JSON path if ``value`` breaks
+    ``port``'s schema."""
     error = next(_validator_for(port).iter_errors(value), None)
     if error is not None:
         if error.context:

@@ -1,4 +1,5 @@
-"""Shared fixtures, and a suite that never reads the developer's environment."""
+"""Shared fixtures, a suite that never reads the developer's environment, and one that
+fails on any "internal error" a command reports."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
 from tests.services import require_redis_server
 
@@ -47,6 +49,43 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
     """
     _clear_wtm_env(monkeypatch)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
+INTERNAL_ERROR = "internal error:"
+"""What wtm prints for a bug (exit 70): anywhere in a test's output, it fails the test."""
+
+
+@pytest.fixture(autouse=True)
+def _no_internal_error(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A command run through ``CliRunner`` that reports an internal error fails the test,
+    whatever the test asserts about it (issue 13)."""
+    reported: list[str] = []
+    invoke = CliRunner.invoke
+
+    def checked(self: CliRunner, *args: object, **kwargs: object) -> Result:
+        result = invoke(self, *args, **kwargs)  # type: ignore[arg-type]
+        if INTERNAL_ERROR in result.output:
+            reported.append(result.output)
+        return result
+
+    monkeypatch.setattr(CliRunner, "invoke", checked)
+    yield
+    assert not reported, f"a command reported an internal error: {reported[0]}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Output captured from a test (its processes' too) that holds an internal error fails
+    a test that otherwise passed."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when != "call" or not report.passed:
+        return
+    for title, content in report.sections:
+        if INTERNAL_ERROR in content:
+            report.outcome = "failed"
+            report.longrepr = f"{INTERNAL_ERROR!r} in {title}:\n{content[-3000:]}"
+            return
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -55,9 +55,11 @@ def test_run_prints_clean_json_and_writes_output(env, pipeline, tmp_path):
 
 
 def test_failed_run_exits_1(env, pipeline, tmp_path):
+    untyped = tmp_path / "untyped.yaml"  # the step, not the pipeline, refuses "oops"
+    untyped.write_text(PIPELINE.replace("x: {schema: {type: number}}", "x: {schema: {}}"))
     batch = tmp_path / "inputs.jsonl"
     batch.write_text('{"x": 1}\n{"x": "oops"}\n')
-    result = invoke(env, "run", pipeline, "--batch", str(batch), "--json", "--pool", "thread")
+    result = invoke(env, "run", str(untyped), "--batch", str(batch), "--json", "--pool", "thread")
     assert result.exit_code == 1
     runs = json.loads(result.stdout)["runs"]
     assert [r["processing_summary"]["status"] for r in runs] == ["succeeded", "failed"]
@@ -70,6 +72,11 @@ def test_failed_run_exits_1(env, pipeline, tmp_path):
         (["-i", "x"], "error: --input 'x': write NAME=VALUE"),
         (["-i", "x=not-json"], "error: --input x: 'not-json' is not a JSON value"),
         ([], "error: missing input 'x': pass --input x=VALUE"),
+        (["-i", 'x="1"'], "error: input 'x' at $: '1' is not of type 'number'"),
+        (
+            ["-o", "no-such-folder/r.json", "-i", "x=1"],
+            "error: --output no-such-folder/r.json: no folder 'no-such-folder' to write into",
+        ),
         (
             ["--batch", "nothing-here/*.png", "--batch-input", "x"],
             "error: --batch 'nothing-here/*.png': no files match",

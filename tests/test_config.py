@@ -189,6 +189,35 @@ def test_secrets_are_masked(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://host:6379/0?password=s3cret", "redis://host:6379/0?password=****"),
+        ("redis://h/0?db=1&PASSWORD=s3cret;x=1", "redis://h/0?db=1&PASSWORD=****;x=1"),
+        ("s3://k:s3cret@h/b?token=s3cret#top", "s3://k:****@h/b?token=****#top"),
+    ],
+)
+def test_passwords_given_as_query_parameters_are_masked(url: str, shown: str) -> None:
+    assert mask_url(url) == shown
+
+
+def test_config_show_and_doctor_mask_a_query_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from runtime.cli import cli
+
+    monkeypatch.setenv("WTM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("WTM_BROKER_URL", "redis://127.0.0.1:1/0?password=s3cret")
+    for args in (["config", "show"], ["doctor"]):
+        assert "s3cret" not in CliRunner().invoke(cli, args).output, args
+    for args in (["config", "show", "--json"], ["doctor", "--json"]):
+        result = CliRunner().invoke(cli, args)
+        assert "s3cret" not in result.output, args
+        assert "password=****" in result.output, args
+
+
+@pytest.mark.parametrize(
     "url", ["s3://bucket/prefix", "mongodb://user@host/db", "file:///a/b", "redis://host:6379/0"]
 )
 def test_urls_without_passwords_are_shown_as_they_are(url: str) -> None:

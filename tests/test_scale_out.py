@@ -25,7 +25,7 @@ kind: Pipeline
 name: scaled
 version: 1.0.0
 inputs:
-  image_path: {schema: {type: string}}
+  image_path: {schema: {type: string, format: file}}
 steps:
   - {id: "001", task: detect, with: {image_path: $inputs.image_path}}
   - id: "002"

@@ -165,6 +165,7 @@ def watch_run(
             except Exception as exc:  # keep watching through store hiccups
                 failures += 1
                 live.console.print(
-                    f"[yellow]store error (retrying):[/yellow] {exc}", soft_wrap=True
+                    Text.assemble(("store error (retrying):", "yellow"), f" {exc}"),
+                    soft_wrap=True,
                 )
     return EXIT_SUCCEEDED if run.status == "succeeded" else EXIT_FAILED

@@ -1,8 +1,8 @@
-"""The ``wtm`` command line: exit 0 on success, 1 on a failed run, 2 on bad input or usage."""
+"""The ``wtm`` command line: exit 0 on success, 1 on a failed run, 2 on bad input or usage,
+70 on an internal error (a bug in wtm, never the user's input)."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -10,17 +10,15 @@ import click
 from runtime.cli.config import config, doctor
 from runtime.cli.dashboard import dashboard, watch
 from runtime.cli.demo import demo
+from runtime.cli.group import WtmGroup
 from runtime.cli.manifests import graph, schema, validate
-from runtime.cli.output import fail
 from runtime.cli.plugins import plugin
 from runtime.cli.run import run
 from runtime.cli.runs import lineage_command, runs
 from runtime.cli.worker import worker
 
-EXIT_BAD_INPUT = 2
 
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=WtmGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="wtm", prog_name="wtm")
 def cli() -> None:
     """wtm: run AI task pipelines from YAML manifests, locally or on Celery workers."""
@@ -42,16 +40,6 @@ runs.add_command(watch)
 
 
 def main() -> None:
-    """Console entry point: no tracebacks unless WTM_DEBUG is set."""
-    try:
-        cli.main(standalone_mode=True)
-    except KeyboardInterrupt:
-        fail("interrupted", code=130)
-    except Exception as exc:  # the last line of defence: one line, not a traceback
-        if os.environ.get("WTM_DEBUG"):
-            raise
-        fail(
-            f"internal error: {type(exc).__name__}: {exc} (set WTM_DEBUG=1 for a traceback)",
-            code=EXIT_BAD_INPUT,
-        )
+    """Console entry point (errors: see :mod:`runtime.cli.group`)."""
+    cli.main()
     sys.exit(0)

@@ -7,6 +7,7 @@ from dataclasses import asdict
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from runtime.cli.output import console, fail, print_json
 from runtime.config import ConfigError, Settings
@@ -53,7 +54,7 @@ def doctor(as_json: bool) -> None:
             table.add_row(
                 c.component,
                 c.target,
-                "[green]ok[/]" if c.ok else "[red]failed[/]",
+                Text("ok", style="green") if c.ok else Text("failed", style="red"),
                 c.version,
                 f"{c.latency_ms:.1f} ms" if c.latency_ms is not None else "",
                 c.detail,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from runtime.cli.common import open_services
+from runtime.cli.common import Seconds, open_services
 from runtime.cli.output import console, fail
 from runtime.config import ConfigError, Settings
 from runtime.services import Services
@@ -20,7 +20,7 @@ from runtime.services import Services
 @click.command()
 @click.option(
     "--interval",
-    type=click.FloatRange(0.1, 10.0),
+    type=Seconds(0.1, 10.0),
     default=0.5,
     show_default=True,
     help="Seconds between reads of the store.",
@@ -68,7 +68,7 @@ def dashboard(interval: float, limit: int, run_id: str | None, broker: str | Non
 @click.argument("run_id")
 @click.option(
     "--interval",
-    type=click.FloatRange(0.1, 10.0),
+    type=Seconds(0.1, 10.0),
     default=0.5,
     show_default=True,
     help="Seconds between reads of the store.",

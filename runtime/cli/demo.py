@@ -34,6 +34,11 @@ def demo(ctx: click.Context, image: str | None, sample: str, as_json: bool) -> N
     pipeline = ROOT / "manifests" / "face_pipeline.yaml"
     if not pipeline.is_file():
         fail(f"{pipeline} not found: run wtm demo from a source checkout (pip install -e .)")
+    if image is None:
+        from runtime.samples import SAMPLES
+
+        if sample not in SAMPLES:
+            fail(f"unknown sample {sample!r} (samples: {', '.join(SAMPLES)})")
     with open_services() as services:
         for name in FACE_PLUGINS:
             try:
@@ -45,10 +50,8 @@ def demo(ctx: click.Context, image: str | None, sample: str, as_json: bool) -> N
             if result.action != "unchanged" and not as_json:
                 errors.print(f"installed {name}@{result.record.version}")
         if image is None:
-            from runtime.samples import SAMPLES, sample_path
+            from runtime.samples import sample_path
 
-            if sample not in SAMPLES:
-                fail(f"unknown sample {sample!r} (samples: {', '.join(SAMPLES)})")
             image = str(sample_path(sample, services.settings.home / "samples"))
     if not as_json:
         errors.print(f"running {pipeline.relative_to(ROOT)} on {image}")

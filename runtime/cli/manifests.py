@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 
 import click
+from rich.text import Text
 from rich.tree import Tree
 
 from runtime.catalog import ChainCatalog, DirectoryCatalog, TaskCatalog, search_path
@@ -65,7 +66,7 @@ def validate(files: tuple[str, ...], task_paths: tuple[str, ...]) -> None:
         if errors(problems):
             bad += 1
         else:
-            console.print(f"[green]ok[/green] {path}: {summary}", soft_wrap=True)
+            console.print(Text.assemble(("ok", "green"), f" {path}: {summary}"), soft_wrap=True)
     if bad:
         click.echo(f"{bad} of {len(files)} file(s) invalid", err=True)
         sys.exit(2)
@@ -115,16 +116,18 @@ def graph(pipeline: str, task_paths: tuple[str, ...], as_json: bool) -> None:
         )
         return
     tree = Tree(
-        f"[bold]{g.pipeline.name}[/bold]@{g.pipeline.version}  "
-        f"({len(g.deps)} steps, {len(g.stages)} stages)"
+        Text.assemble(
+            (g.pipeline.name, "bold"),
+            f"@{g.pipeline.version}  ({len(g.deps)} steps, {len(g.stages)} stages)",
+        )
     )
     for number, stage in enumerate(g.stages, 1):
         branch = tree.add(f"stage {number}" + (" (parallel)" if len(stage) > 1 else ""))
         for sid in stage:
             step = g.pipeline.step(sid)
             mapped = " foreach " + str(step.foreach.source) if step.foreach else ""
-            node = branch.add(f"[cyan]{sid}[/cyan] {g.tasks[sid].key}{mapped}")
+            node = branch.add(Text.assemble((sid, "cyan"), f" {g.tasks[sid].key}{mapped}"))
             for edge in g.edges_into(sid):
-                node.add(f"[dim]{edge}[/dim]")
+                node.add(Text(str(edge), style="dim"))
     console.print(tree)
     console.print("critical path: " + " -> ".join(critical))

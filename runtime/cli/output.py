@@ -7,14 +7,19 @@ import sys
 from typing import Any, NoReturn
 
 from rich.console import Console
+from rich.text import Text
 
-console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False)
+# Markup and emoji codes off: strings printed are shown as they are, so user data like
+# "[/x]" or ":smile:" is never read as markup (issue 13); styles are given as Text.
+console = Console(highlight=False, markup=False, emoji=False)
+errors = Console(stderr=True, highlight=False, markup=False, emoji=False)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` on stderr as one line and exit with ``code``."""
-    errors.print(f"[red]error:[/red] {' '.join(str(message).split())}", soft_wrap=True)
+    errors.print(
+        Text.assemble(("error:", "red"), " ", " ".join(str(message).split())), soft_wrap=True
+    )
     sys.exit(code)
 
 

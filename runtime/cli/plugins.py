@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from runtime.cli.common import open_services
 from runtime.cli.output import console, fail, print_json
@@ -48,8 +49,10 @@ def install(sources: tuple[Path, ...], force: bool, install_requirements: bool) 
                 "unchanged": "already installed with the same content; nothing to do",
             }
             console.print(
-                f"[green]{record.name}@{record.version}[/green] {what[result.action]} "
-                f"(sha256 {record.digest[:12]}, {record.size} bytes)",
+                Text.assemble(
+                    (f"{record.name}@{record.version}", "green"),
+                    f" {what[result.action]} (sha256 {record.digest[:12]}, {record.size} bytes)",
+                ),
                 soft_wrap=True,
             )
 
@@ -100,7 +103,8 @@ def show(ref: str, as_json: bool) -> None:
         print_json({**_row(record), "manifest": record.manifest})
         return
     console.print(
-        f"[bold]{record.name}@{record.version}[/bold]  {task.description}", soft_wrap=True
+        Text.assemble((f"{record.name}@{record.version}", "bold"), f"  {task.description}"),
+        soft_wrap=True,
     )
     console.print(
         f"sha256 {record.digest}  {record.size} bytes  key {record.object_key}", soft_wrap=True

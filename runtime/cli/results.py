@@ -9,6 +9,7 @@ from rich import box
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Column, Table
+from rich.text import Text
 
 MAX_ROWS = 50
 HIDDEN = {"source", "landmark_model", "probabilities"}
@@ -81,7 +82,9 @@ def render_result(result: dict[str, Any], console: Console) -> None:
             console.print(records_table(name, value))
         else:
             text = json.dumps(value, indent=2, default=str)
-            console.print(Panel(text if len(text) < 4000 else text[:4000] + "\n...", title=name))
+            console.print(
+                Panel(text if len(text) < 4000 else text[:4000] + "\n...", title=Text(name))
+            )
     if not summary:
         return
     steps = Table("step", "task", "status", "calls", "seconds", title="steps", title_justify="left")
@@ -93,13 +96,14 @@ def render_result(result: dict[str, Any], console: Console) -> None:
             str(step.get("invocations", 1)),
             f"{step.get('seconds', 0):.3f}",
         )
-    head = (
-        f"run {summary.get('run_id')}  {summary.get('pipeline')}  "
-        f"[bold]{summary.get('status')}[/bold]  total {summary.get('total_time', 0):.3f}s  "
+    head = Text.assemble(
+        f"run {summary.get('run_id')}  {summary.get('pipeline')}  ",
+        (str(summary.get("status")), "bold"),
+        f"  total {summary.get('total_time', 0):.3f}s  "
         f"sequential {summary.get('sequential_time', 0):.3f}s  "
-        f"speedup {summary.get('parallel_speedup', 0):.2f}x"
+        f"speedup {summary.get('parallel_speedup', 0):.2f}x",
     )
     lineage = "\n".join(summary.get("data_lineage", []))
     console.print(Group(head, steps, Panel(lineage, title="data lineage", expand=False)))
     for failure in summary.get("errors", []):
-        console.print(f"[red]{failure}[/red]", soft_wrap=True)
+        console.print(Text(str(failure), style="red"), soft_wrap=True)

@@ -22,9 +22,10 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from runtime.catalog import DirectoryCatalog, search_path
-from runtime.cli.common import open_services
+from runtime.cli.common import Seconds, open_services
 from runtime.cli.output import console, errors, fail, print_json
 from runtime.cli.results import render_result
 from runtime.config import ConfigError
@@ -32,6 +33,7 @@ from runtime.execute import execute, prepare
 from runtime.executors.base import EXECUTORS, Interrupted
 from runtime.executors.calls import TaskPin
 from runtime.executors.session import RunSession, new_run_id
+from runtime.inputs import InputError, complete, jsonl_rows, parse_pairs
 from runtime.manifest import PipelineManifest
 from runtime.problems import ManifestError
 from runtime.services import Services
@@ -53,44 +55,6 @@ def stop_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def parse_inputs(pipeline: PipelineManifest, pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``--input k=v`` pairs as values: strings for string ports, JSON otherwise."""
-    values: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, raw = pair.partition("=")
-        if not sep:
-            fail(f"--input {pair!r}: write NAME=VALUE")
-        port = pipeline.inputs.get(name)
-        if port is None:
-            fail(
-                f"--input {name!r}: the pipeline has no input {name!r} "
-                f"(inputs: {', '.join(pipeline.inputs) or 'none'})"
-            )
-        values[name] = raw if port.schema.get("type") == "string" else _json(name, raw)
-    return values
-
-
-def _json(name: str, raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        fail(f"--input {name}: {raw!r} is not a JSON value")
-
-
-def complete_inputs(pipeline: PipelineManifest, values: dict[str, Any]) -> dict[str, Any]:
-    """Defaults filled in and file paths made absolute; exit 2 on a missing input."""
-    full = dict(values)
-    for name, port in pipeline.inputs.items():
-        if name not in full and port.has_default:
-            full[name] = port.default
-        elif name not in full and port.required:
-            fail(f"missing input {name!r}: pass --input {name}=VALUE")
-    for name, value in full.items():
-        if isinstance(value, str) and Path(value).is_file():
-            full[name] = str(Path(value).resolve())
-    return full
 
 
 def check_for_run(path: str, services: Services) -> tuple[CheckedPipeline, dict[str, TaskPin]]:
@@ -115,25 +79,32 @@ def _hint_uninstalled(exc: ManifestError, path: str) -> None:
                 break
 
 
-def batch_inputs(
-    pipeline: PipelineManifest, spec: str, fixed: dict[str, Any], batch_input: str | None
-) -> Iterator[dict[str, Any]]:
-    """Inputs of each run of a batch: a JSON-lines file, or files matching a glob."""
-    if spec.endswith((".jsonl", ".ndjson")) and Path(spec).is_file():
-        with open(spec) as handle:
-            for number, line in enumerate(handle, 1):
-                if line.strip():
-                    try:
-                        yield {**fixed, **json.loads(line)}
-                    except json.JSONDecodeError as exc:
-                        fail(f"{spec}:{number}: not JSON: {exc.msg}")
-        return
-    name = batch_input or _single_input(pipeline, fixed)
-    files = sorted(glob.glob(spec, recursive=True))
-    if not files:
-        fail(f"--batch {spec!r}: no files match")
-    for file in files:
-        yield {**fixed, name: file}
+def run_inputs(
+    pipeline: PipelineManifest,
+    pairs: tuple[str, ...],
+    batch: str | None,
+    batch_input: str | None,
+) -> list[dict[str, Any]]:
+    """The checked inputs of each run: one run, or one per line of a JSON-lines file or
+    per file matching a glob; exit 2 naming the first bad input."""
+    try:
+        fixed = parse_pairs(pipeline, pairs)
+        if not batch:
+            return [complete(pipeline, fixed)]
+        if batch.endswith((".jsonl", ".ndjson")) and Path(batch).is_file():
+            return [
+                complete(pipeline, {**fixed, **row}, where)
+                for where, row in jsonl_rows(Path(batch))
+            ]
+        name = batch_input or _single_input(pipeline, fixed)
+        if name not in pipeline.inputs:
+            fail(f"--batch-input {name!r}: the pipeline has no such input")
+        files = sorted(glob.glob(batch, recursive=True))
+        if not files:
+            fail(f"--batch {batch!r}: no files match")
+        return [complete(pipeline, {**fixed, name: file}, file) for file in files]
+    except InputError as exc:
+        fail(str(exc))
 
 
 def _single_input(pipeline: PipelineManifest, fixed: dict[str, Any]) -> str:
@@ -176,7 +147,7 @@ def _single_input(pipeline: PipelineManifest, fixed: dict[str, Any]) -> str:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Seconds(min=0, min_open=True),
     metavar="SECONDS",
     help="Celery: cancel the runs still unfinished after this long [wait for them].",
 )
@@ -196,17 +167,11 @@ def run(
     output: str | None,
 ) -> None:
     """Run a pipeline; exit 0 if it succeeded, 1 if it failed, 2 on bad input."""
+    if output:
+        check_output_path(output)
     with open_services() as services:
         checked, pins = check_for_run(pipeline, services)
-        manifest = checked.pipeline
-        fixed = parse_inputs(manifest, pairs)
-        if batch:
-            runs = [
-                complete_inputs(manifest, i)
-                for i in batch_inputs(manifest, batch, fixed, batch_input)
-            ]
-        else:
-            runs = [complete_inputs(manifest, fixed)]
+        runs = run_inputs(checked.pipeline, pairs, batch, batch_input)
         batch_id = new_run_id() if batch else None
         progress = BatchProgress(len(runs), quiet=as_json) if batch else None
         try:
@@ -221,7 +186,7 @@ def run(
                     pool=pool,  # type: ignore[arg-type]
                     broker_url=broker,
                     timeout=timeout,
-                    on_notice=lambda text: errors.print(f"[yellow]note:[/] {text}"),
+                    on_notice=notice,
                     on_finished=progress.finished if progress else None,
                     batch_id=batch_id,
                 )
@@ -240,7 +205,7 @@ def run(
             progress.report(sessions)
     document: Any = results[0] if not batch else {"batch_id": batch_id, "runs": results}
     if output:
-        Path(output).write_text(json.dumps(document, indent=2) + "\n")
+        write_output(output, document)
     if as_json:
         print_json(document)
     elif not batch:
@@ -248,6 +213,27 @@ def run(
     statuses = [r["processing_summary"]["status"] for r in results]
     if any(s != "succeeded" for s in statuses):
         sys.exit(EXIT_FAILED_RUN)
+
+
+def check_output_path(output: str) -> None:
+    """Refuse an ``--output`` that cannot be written before anything runs."""
+    folder = Path(output).parent
+    if not folder.is_dir():
+        fail(f"--output {output}: no folder {str(folder)!r} to write into")
+
+
+def write_output(output: str, document: Any) -> None:
+    """Write the result JSON; exit 2 with the reason if that fails (the runs are recorded:
+    wtm runs show has them)."""
+    try:
+        Path(output).write_text(json.dumps(document, indent=2) + "\n")
+    except OSError as exc:
+        fail(f"--output {output}: {exc.strerror or exc}; the runs are recorded: wtm runs list")
+
+
+def notice(text: str) -> None:
+    """A note about a run in progress, on stderr."""
+    errors.print(Text.assemble(("note:", "yellow"), f" {text}"), soft_wrap=True)
 
 
 class BatchProgress:

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import click
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from runtime.cli.common import open_services
@@ -24,8 +25,8 @@ STATUS_STYLE = {
 }
 
 
-def styled(status: str) -> str:
-    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+def styled(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, "white"))
 
 
 def duration(run: RunRecord) -> str:
@@ -85,8 +86,12 @@ def show(run_id: str, as_json: bool) -> None:
         print_json({**run.to_dict(), "steps": [s.to_dict() for s in steps]})
         return
     console.print(
-        f"[bold]{run.run_id}[/bold]  {run.pipeline}@{run.pipeline_version}  "
-        f"{styled(run.status)}  {run.executor}  {duration(run)}",
+        Text.assemble(
+            (run.run_id, "bold"),
+            f"  {run.pipeline}@{run.pipeline_version}  ",
+            styled(run.status),
+            f"  {run.executor}  {duration(run)}",
+        ),
         soft_wrap=True,
     )
     console.print(f"inputs: {run.inputs}", soft_wrap=True)
@@ -108,9 +113,9 @@ def show(run_id: str, as_json: bool) -> None:
     console.print(table)
     for s in steps:
         if s.error and s.status == "failed":
-            console.print(f"[red]{s.step_id}: {s.error}[/red]", soft_wrap=True)
+            console.print(Text(f"{s.step_id}: {s.error}", style="red"), soft_wrap=True)
     if run.error:
-        console.print(f"[red]error:[/red] {run.error}", soft_wrap=True)
+        console.print(Text.assemble(("error:", "red"), f" {run.error}"), soft_wrap=True)
 
 
 @runs.command()
@@ -127,13 +132,12 @@ def cancel(run_id: str) -> None:
     console.print(f"run {run_id} cancelled")
 
 
-def _label(node: LineageNode) -> str:
+def _label(node: LineageNode) -> Text:
     v = node.value
     origin = "pipeline input" if v.producer == "pipeline" else f"step {v.producer}"
-    return (
-        f"[cyan]{v.value_id}[/cyan]  [dim]{v.data_id[:19]}  {v.size} B  {origin}"
-        + (f"  {v.uri}" if v.uri else "")
-        + "[/dim]"
+    return Text.assemble(
+        (v.value_id, "cyan"),
+        (f"  {v.data_id[:19]}  {v.size} B  {origin}" + (f"  {v.uri}" if v.uri else ""), "dim"),
     )
 
 

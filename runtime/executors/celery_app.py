@@ -50,8 +50,19 @@ def _redis_client(broker_url: str, timeout: float) -> redis.Redis:
     return redis.Redis.from_url(broker_url, socket_connect_timeout=timeout, socket_timeout=timeout)
 
 
+def require_redis_url(broker_url: str) -> None:
+    """Raise :class:`ConfigError` unless ``broker_url`` is a ``redis://`` or ``rediss://``
+    URL (the one broker wtm supports)."""
+    if not broker_url.startswith(("redis://", "rediss://")):
+        raise ConfigError(
+            f"broker {mask_url(broker_url)!r}: the celery executor needs a redis:// "
+            "or rediss:// URL"
+        )
+
+
 def check_broker(broker_url: str, timeout: float = 3.0) -> None:
     """Raise :class:`BrokerUnavailable` (one line, no password) unless Redis answers a ping."""
+    require_redis_url(broker_url)
     try:
         _redis_client(broker_url, timeout).ping()
     except redis.RedisError as exc:
@@ -79,8 +90,7 @@ def _cached_app(broker_url: str, *settings: str | None) -> Celery:
 
 def make_app(broker_url: str) -> Celery:
     """A configured Celery app for ``broker_url`` (a ``redis://`` URL)."""
-    if not broker_url.startswith(("redis://", "rediss://")):
-        raise ConfigError(f"broker {broker_url!r}: the celery executor needs a redis:// URL")
+    require_redis_url(broker_url)
     app = Celery(
         "wtm", broker=broker_url, backend=broker_url, include=["runtime.executors.celery_tasks"]
     )
