@@ -19,7 +19,6 @@ from concurrent.futures import (
     FIRST_COMPLETED,
     Future,
     ProcessPoolExecutor,
-    ThreadPoolExecutor,
     wait,
 )
 from concurrent.futures import Executor as PoolExecutor
@@ -31,6 +30,7 @@ from runtime.executors.base import Executor, ExecutorOptions, Interrupted, Pool
 from runtime.executors.calls import StepCall, StepResult
 from runtime.executors.runner import StepFailed, one_line, run_call
 from runtime.executors.session import RunSession
+from runtime.executors.threads import ThreadPool
 from runtime.services import Services
 from runtime.timeouts import HARD_LIMIT_GRACE
 
@@ -73,6 +73,7 @@ class LocalExecutor(Executor):
         self.pool_kind = pool
         self._pool: PoolExecutor | None = None
         self._cancel = threading.Event()
+        self._interrupted: set[Future[dict[str, Any]]] = set()
         self._on_finished: Callable[[RunSession], None] | None = None
 
     @classmethod
@@ -81,7 +82,7 @@ class LocalExecutor(Executor):
 
     def _new_pool(self) -> PoolExecutor:
         if self.pool_kind == "thread":
-            return ThreadPoolExecutor(self.workers, thread_name_prefix="wtm-step")
+            return ThreadPool(self.workers)
         return ProcessPoolExecutor(
             self.workers,
             mp_context=_context(),
@@ -157,6 +158,7 @@ class LocalExecutor(Executor):
                     if future not in running:
                         continue  # dropped by a recovery in this same round
                     session, call, _ = running.pop(future)
+                    self._interrupted.discard(future)
                     try:
                         result = StepResult.from_json(future.result())
                     except StepFailed as exc:
@@ -217,10 +219,39 @@ class LocalExecutor(Executor):
         now = time.monotonic()
         for future, (session, call, started) in list(running.items()):
             limit = call.task.timeout
-            if limit and now - started > limit + HARD_LIMIT_GRACE and not future.done():
+            if not limit or future.done() or now - started <= limit:
+                continue
+            late = now - started - limit
+            if isinstance(self._pool, ThreadPool):
+                self._limit_thread(self._pool, running, future, late)
+            elif late > HARD_LIMIT_GRACE:
                 running.pop(future)
                 self._recover(running, session, call, f"timed out after {limit:g}s (killed)")
                 return
+
+    def _limit_thread(
+        self,
+        pool: ThreadPool,
+        running: dict[Future[dict[str, Any]], tuple[RunSession, StepCall, float]],
+        future: Future[dict[str, Any]],
+        late: float,
+    ) -> None:
+        """A thread's call is past its limit: interrupt it (the soft limit, as a process's
+        alarm does), and past the grace give its thread up (a thread cannot be killed)."""
+        session, call, _ = running[future]
+        limit = call.task.timeout or 0.0
+        if late <= HARD_LIMIT_GRACE:
+            if future not in self._interrupted:
+                self._interrupted.add(future)
+                pool.interrupt(future, f"timed out after {limit:g}s")
+            return
+        running.pop(future)
+        self._interrupted.discard(future)
+        pool.abandon(future)
+        why = f"timed out after {limit:g}s (its thread did not stop and was abandoned)"
+        for again in session.attempt_failed(call, f"{call.label()}: {why}"):
+            running[self._submit(again)] = (session, again, time.monotonic())
+        self._finish_if_done(session)
 
     def _drop_cancelled(
         self,
