@@ -3,7 +3,8 @@
 The same files always give the same bytes (sorted entries, fixed timestamps and
 permissions, caches and VCS files left out), so a package's sha256 names its
 content. Unpacking refuses absolute paths, ``..``, symlinks, and archives whose
-packed or unpacked size is over a limit (zip bombs), before writing anything.
+packed or unpacked size is over a limit (zip bombs), before writing anything;
+an unpacked folder can be checked against its archive later, file by file.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 EPOCH = (1980, 1, 1, 0, 0, 0)
 IGNORED_DIRS = {
@@ -206,3 +208,42 @@ def unpack(path: Path, dest: Path, limits: Limits = DEFAULT_LIMITS) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dest
+
+
+def unpacked_changes(path: Path, folder: Path, limits: Limits = DEFAULT_LIMITS) -> list[str]:
+    """How ``folder`` differs from the files of archive ``path``: empty if not at all.
+
+    Each file's sha256 is compared with its entry's (a zip's CRC-32 is easy to forge);
+    a file added, missing or replaced by a symlink counts too, as each changes what an
+    import finds. ``__pycache__`` folders are left out: the loader compiles plugin code
+    from its source and never reads them.
+    """
+    expected = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in check_archive(path, limits):
+            with archive.open(info) as entry:
+                expected[info.filename] = _sha256(entry)
+    changes = []
+    for root, dirs, names in os.walk(folder):
+        linked = [d for d in dirs if os.path.islink(os.path.join(root, d))]
+        dirs[:] = [d for d in dirs if d != "__pycache__" and d not in linked]
+        for name in names + linked:
+            file = Path(root, name)
+            rel = file.relative_to(folder).as_posix()
+            digest = expected.pop(rel, None)
+            if file.is_symlink():
+                changes.append(f"{rel} is a symlink")
+            elif digest is None:
+                changes.append(f"{rel} added")
+            else:
+                with open(file, "rb") as f:
+                    if _sha256(f) != digest:
+                        changes.append(f"{rel} changed")
+    return sorted(changes) + [f"{rel} missing" for rel in sorted(expected)]
+
+
+def _sha256(stream: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    while chunk := stream.read(1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()

@@ -24,7 +24,13 @@ import pluggy
 
 from runtime.catalog import TaskCatalog
 from runtime.hooks import PROJECT, TaskSpec
-from runtime.loader import PIP_PREFIX, PluginLoadError, forget_plugin, import_plugin
+from runtime.loader import (
+    ENTRY_POINT_GROUP,
+    PIP_PREFIX,
+    PluginLoadError,
+    forget_plugin,
+    import_plugin,
+)
 from runtime.manifest import TaskManifest, load_task, parse_task
 from runtime.packaging import (
     DEFAULT_LIMITS,
@@ -45,7 +51,6 @@ from runtime.validate import check_task
 from runtime.versions import newest_matching, sort_versions
 from runtime.yamlsource import Located
 
-ENTRY_POINT_GROUP = "wtm.plugins"
 log = logging.getLogger(__name__)
 
 

@@ -36,7 +36,7 @@ class Services:
             artifacts,
             metadata,
             ArtifactAccess(artifacts, settings.cache_dir / "blobs"),
-            Loader(artifacts, settings.cache_dir, limits(settings)),
+            Loader(artifacts, settings.cache_dir, limits(settings), metadata),
         )
 
     @property

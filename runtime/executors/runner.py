@@ -1,7 +1,8 @@
 """Run one step invocation where a worker is: the same code for every executor.
 
-Loads the task by digest, decodes and validates the inputs, calls the hook
-with a context, validates and encodes the outputs, and records the step
+Loads the package the call's pin names, only if the registry records it for that
+task (a plan in Redis can be forged), decodes and validates the inputs, calls the
+hook with a context, validates and encodes the outputs, and records the step
 execution and its values (with lineage) in the metadata store.
 """
 
@@ -18,6 +19,7 @@ from runtime import ids
 from runtime.context import TaskContext
 from runtime.executors.calls import StepCall, StepResult
 from runtime.extensions import notify
+from runtime.loader import PackageRefused
 from runtime.owner import host_pid
 from runtime.portcheck import check_inputs, check_outputs
 from runtime.services import Services
@@ -48,7 +50,8 @@ def run_call(
     notify("wtm_step_started", run_id=call.run_id, step_id=call.step_id, attempt=call.attempt)
     started = time.perf_counter()
     try:
-        loaded = services.loader.load(call.task.digest)
+        pin = call.task
+        loaded = services.loader.load_pinned(pin.name, pin.version, pin.digest, call.run_id)
         values = {port: decode(ref, services.access) for port, ref in refs.items()}
         checked = check_inputs(loaded.manifest.inputs, values, label)
         context = TaskContext(
@@ -171,10 +174,13 @@ def _value(
 
 
 def one_line(exc: BaseException, label: str) -> str:
-    """``exc`` as one line that names the step (``label``)."""
+    """``exc`` as one line that names the step (``label``); a refused package's reason is
+    written for people, so it goes without its type."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     if text.startswith(label):
         return text
+    if isinstance(exc, PackageRefused):
+        return f"{label}: {text}"
     return f"{label}: {type(exc).__name__}: {text}"
 
 
