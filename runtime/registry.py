@@ -4,6 +4,14 @@ Installing validates the manifest, imports the entrypoint to check its hook,
 checks requirements, builds a reproducible zip, uploads it by digest and then
 records it. The record is written last, and a failed record removes an upload
 nothing else uses, so a failed install leaves no trace in either store.
+
+A recorded package is always in the store, however installs and removes of one
+version interleave across processes and hosts (issue 13), with no lock: whoever
+writes a record checks afterwards that its package is stored (and puts it back),
+and whoever deletes a package checks afterwards that no record was written for
+it meanwhile (and puts it back). Of two such writers the later check sees the
+other's change. The same check lets a reinstall repair a package lost from the
+store.
 """
 
 from __future__ import annotations
@@ -106,21 +114,29 @@ class Registry:
                 inputs=task.source.data.get("inputs", {}),
                 outputs=task.source.data["outputs"],
             )
-            existing = self.metadata.get_plugin(task.name, task.version)
-            if existing is not None and existing.digest == package.digest:
-                return InstallResult(existing, "unchanged")
-            if existing is not None and not force:
-                raise InstallError(
-                    f"{task.key} is already installed with different content "
-                    f"(sha256 {existing.digest[:12]} vs {package.digest[:12]}); bump the version, "
-                    "or use --force to replace it"
-                )
-            self._store(record, package, replace=existing is not None)
-            if existing is not None and not self.metadata.runs_using_plugin(
-                task.name, task.version
-            ):
-                self._delete_unused(existing)
-            return InstallResult(record, "replaced" if existing else "installed")
+            try:
+                return self._record(record, package, force)
+            except Conflict:  # a concurrent install recorded this version since it was read
+                return self._record(record, package, force)
+
+    def _record(self, record: PluginRecord, package: Package, force: bool) -> InstallResult:
+        """Store and record ``record``, given what the registry holds for its version now."""
+        existing = self.metadata.get_plugin(record.name, record.version)
+        if existing is not None and existing.digest == record.digest:
+            restored = self._restore(existing, package.data)  # a reinstall repairs
+            return InstallResult(existing, "installed" if restored else "unchanged")
+        if existing is not None and not force:
+            raise InstallError(
+                f"{record.name}@{record.version} is already installed with different content "
+                f"(sha256 {existing.digest[:12]} vs {record.digest[:12]}); bump the version, "
+                "or use --force to replace it"
+            )
+        self._store(record, package, replace=existing is not None)
+        if existing is not None and not self.metadata.runs_using_plugin(
+            record.name, record.version
+        ):
+            self._delete_unused(existing)
+        return InstallResult(record, "replaced" if existing else "installed")
 
     def _store(self, record: PluginRecord, package: Package, *, replace: bool) -> None:
         uploaded = not self.artifacts.exists(record.object_key)
@@ -133,13 +149,35 @@ class Registry:
                 self.metadata.add_plugin(record)
         except BaseException:
             if uploaded:  # a failed upload may still have stored something
-                self.artifacts.delete(record.object_key)
+                self._delete_unused(record, package.data)
             raise
+        self._restore(record, package.data)
 
-    def _delete_unused(self, record: PluginRecord) -> None:
-        """Delete ``record``'s package unless a recorded plugin still shares it."""
-        if not any(r.digest == record.digest for r in self.metadata.list_plugins()):
-            self.artifacts.delete(record.object_key)
+    def _restore(self, record: PluginRecord, data: bytes) -> bool:
+        """Put ``record``'s package back if the store does not hold it; whether it had to."""
+        try:
+            if self.artifacts.size(record.object_key) == len(data):
+                return False
+        except NotFound:
+            pass
+        self.artifacts.put_bytes(record.object_key, data)
+        return True
+
+    def _delete_unused(self, record: PluginRecord, data: bytes | None = None) -> None:
+        """Delete ``record``'s package unless a recorded plugin uses it; put it back if a
+        record using it was written meanwhile (``data``: its bytes, if at hand)."""
+        if self._used(record.digest):
+            return
+        try:
+            data = self.artifacts.get_bytes(record.object_key) if data is None else data
+        except NotFound:
+            return
+        self.artifacts.delete(record.object_key)
+        if self._used(record.digest):
+            self.artifacts.put_bytes(record.object_key, data)
+
+    def _used(self, digest: str) -> bool:
+        return any(r.digest == digest for r in self.metadata.list_plugins())
 
     def records(self, name: str | None = None) -> list[PluginRecord]:
         """Registry and pip-installed plugins, by name, newest version first."""
