@@ -99,13 +99,13 @@ class LiveTable(DataTable[Cell]):
         for key, cells in rows.items():
             old = self._shown.get(key)
             if old is None:
-                self.add_row(*cells, key=key)
+                self.add_row(*map(as_text, cells), key=key)
                 written += len(cells)
                 moved = True
             elif old != cells:
                 for (column, _), before, after in zip(self._column_spec, old, cells, strict=True):
                     if before != after:
-                        self.update_cell(key, column, after, update_width=True)
+                        self.update_cell(key, column, as_text(after), update_width=True)
                         written += 1
             self._shown[key] = cells
             new_rank = rank(key) if rank else self._rank.get(key, len(self._rank))
@@ -146,13 +146,19 @@ class Banner(Static):
     """
 
     def show(self, message: str) -> None:
-        """Show ``message``."""
-        self.update(message)
+        """Show ``message`` (as it is: never markup)."""
+        self.update(Text(message))
         self.add_class("-shown")
 
     def hide(self) -> None:
         """Hide the banner."""
         self.remove_class("-shown")
+
+
+def as_text(cell: Any) -> Any:
+    """A text cell as :class:`Text`: a ``str`` cell would be read as markup, and user data
+    like ``[/x]`` (a run input, an error) would break the table (issue 13)."""
+    return Text(cell) if isinstance(cell, str) else cell
 
 
 class TopBar(Horizontal):

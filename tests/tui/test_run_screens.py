@@ -248,3 +248,25 @@ async def test_open_a_run_at_start(filled: Filled) -> None:
         assert isinstance(app.screen, RunScreen)
         await pilot.press("escape")
         assert isinstance(app.screen, RunsScreen)
+
+
+MARKED = """
+inputs:
+  v: {schema: {}}
+steps:
+  - {id: "001", task: add, with: {a: $inputs.v}}
+"""
+
+
+async def test_user_data_is_shown_as_it_is_never_as_markup(bench: Bench) -> None:
+    """An error quoting an input like ``[/x]`` (Rich's closing tag) shows as it is (#13)."""
+    session = bench.run("marked", MARKED, {"v": "[/x] [red]"})
+    app = dashboard(bench, open_run=session.run_id)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: "'[/x] [red]' is not of type" in screen_text(app))
+        await pilot.press("enter")  # the step: its input value is a table cell
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, StepScreen) and '"[/x] [red]"' in screen_text(app),
+            what="the step's input value",
+        )
