@@ -41,14 +41,30 @@ def _validator(kind: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(format_schema(kind))
 
 
+MAX_DURATION = 7 * 24 * 3600.0
+"""Longest timeout or retry backoff, in seconds (168h). Durations feed ``setitimer``,
+Celery's time limits and countdowns and monotonic deadlines, which all need finite
+numbers: ``timeout: .inf`` once passed validation and then failed every run with
+OverflowError (issue 13). A week is past any step wtm runs; longer work belongs in
+several steps or outside one task call."""
+
+
 def parse_duration(value: str | float | int) -> float:
-    """Seconds in a duration like ``500ms``, ``30s``, ``5m``; plain numbers are seconds."""
+    """Seconds in a duration like ``500ms``, ``30s``, ``5m``; plain numbers are seconds.
+
+    Raises ValueError, saying what a duration must be, for text of another form and
+    for anything not from 0 to :data:`MAX_DURATION` (NaN and infinities included).
+    """
     if isinstance(value, int | float):
-        return float(value)
-    match = _DURATION.match(value)
-    if not match:
-        raise ValueError(f"invalid duration {value!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError("must be a duration like 500ms, 30s, 5m or 1h")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not 0 <= seconds <= MAX_DURATION:  # False for NaN too
+        raise ValueError(f"must be a duration from 0 to {MAX_DURATION / 3600:g}h")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -318,10 +334,21 @@ def _ports(data: dict[str, Any], *, inputs: bool) -> dict[str, Port]:
 
 
 def parse_task(located: Located) -> TaskManifest:
-    """Build a :class:`TaskManifest` from schema-checked data."""
+    """Build a :class:`TaskManifest` from schema-checked data; bad durations are problems.
+
+    Durations are checked here rather than only by the format schema, since a
+    registry record is parsed without it and ``1000h`` is well-formed text.
+    """
     data = located.data
     retries = data.get("retries", {})
-    timeout = data.get("timeout")
+    problems: list[Problem] = []
+    timeout = _seconds(located, ("timeout",), data.get("timeout"), problems)
+    if timeout == 0:
+        message = "timeout must be longer than 0; leave it out for no limit"
+        problems.append(located.problem(("timeout",), message))
+    backoff = _seconds(located, ("retries", "backoff"), retries.get("backoff", 0), problems)
+    if problems:
+        raise ManifestError(problems)
     requirements = tuple(
         Requirement(r)
         if isinstance(r, str)
@@ -334,13 +361,25 @@ def parse_task(located: Located) -> TaskManifest:
         description=data.get("description", ""),
         entrypoint=data["entrypoint"],
         requirements=requirements,
-        timeout=parse_duration(timeout) if timeout is not None else None,
+        timeout=timeout,
         max_retries=retries.get("max", 0),
-        retry_backoff=parse_duration(retries.get("backoff", 0)),
+        retry_backoff=backoff or 0.0,
         inputs=_ports(data.get("inputs", {}), inputs=True),
         outputs=_ports(data["outputs"], inputs=False),
         source=located,
     )
+
+
+def _seconds(located: Located, key: Key, value: Any, problems: list[Problem]) -> float | None:
+    """The duration at ``key`` in seconds; None if absent or bad (a problem is added)."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        name = ".".join(key)
+        problems.append(located.problem(key, f"{name} {exc}; got {_short(value)}"))
+        return None
 
 
 def parse_pipeline(located: Located) -> PipelineManifest:
