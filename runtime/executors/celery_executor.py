@@ -27,6 +27,7 @@ from runtime.executors.redis_runs import (
     Lease,
     RedisRuns,
 )
+from runtime.executors.runstate import RunState
 from runtime.executors.session import RunSession, record_outcome, result_document
 from runtime.executors.uploads import upload_files
 from runtime.manifest import PipelineManifest
@@ -113,10 +114,10 @@ class CeleryExecutor(Executor):
         noticed = False
         while pending:
             wait = max(0.0, next_sweep - time.monotonic())
-            for run_id in self._replies(reply_to, wait):
-                ended = pending.pop(run_id, None)
+            for state in self._replies(reply_to, wait):
+                ended = pending.pop(state.run_id, None)
                 if ended is not None:
-                    self._finished(ended, on_finished)
+                    self._finished(ended, on_finished, state)
             if time.monotonic() < next_sweep:
                 continue
             next_sweep = time.monotonic() + SWEEP_SECONDS
@@ -142,7 +143,7 @@ class CeleryExecutor(Executor):
         )
         return True
 
-    def _replies(self, reply_to: str, wait: float) -> list[str]:
+    def _replies(self, reply_to: str, wait: float) -> list[RunState]:
         return self.runs.call(lambda: self.runs.wait_replies(reply_to, wait))
 
     def _submit(self, sessions: list[RunSession], reply_to: str) -> dict[str, RunSession]:
@@ -179,13 +180,18 @@ class CeleryExecutor(Executor):
             state, transition = changed
             record_changes(self.services.metadata, session.plan, state, transition.changed)
             if state.finished:
-                self.runs.announce(session.run_id)
+                self.runs.announce(state)
 
     def _finished(
-        self, session: RunSession, on_finished: Callable[[RunSession], None] | None
+        self,
+        session: RunSession,
+        on_finished: Callable[[RunSession], None] | None,
+        state: RunState | None = None,
     ) -> None:
-        """A run ended: take the final state; record its outcome if no worker could."""
-        state = self.runs.state(session.run_id)
+        """A run ended: take the final state (``state``, as announced, or read); record its
+        outcome if no worker could."""
+        if state is None:
+            state = self.runs.state(session.run_id)
         if state is not None:
             session.state = state
         record = self.services.metadata.get_run(session.run_id)

@@ -147,7 +147,7 @@ def settle(
     record_changes(store.metadata, plan, state, transition.changed)
     if state.finished and transition.changed:
         record_outcome(store, plan, state)
-        runs.announce(run_id, release)
+        runs.announce(state, release)
     elif release is not None:
         runs.release((run_id, release))
     return state

@@ -344,6 +344,9 @@ class RedisRuns:
             return None
         return self._change_watched(run_id, change)
 
+    def _pop(self, key: str) -> str | None:
+        return cast(str | None, self.redis.lpop(key))
+
     def _get(self, key: str) -> str | None:
         return cast(str | None, self.redis.get(key))
 
@@ -384,19 +387,21 @@ class RedisRuns:
         for key in (*_keys(run_id), _plan_key(run_id)):
             pipe.expire(key, KEEP_FINISHED_SECONDS)
 
-    def announce(self, run_id: str, release: str | None = None) -> None:
-        """Tell the run's client it ended (once its records are written); with ``release``,
-        release that call's lease in the same round trip."""
-        envelope = self.envelope(run_id)
+    def announce(self, state: RunState, release: str | None = None) -> None:
+        """Tell the run's client it ended (once its records are written), handing it the
+        final ``state`` (a read saved); with ``release``, release that call's lease in the
+        same round trip."""
+        envelope = self.envelope(state.run_id)
         reply_to = envelope.reply_to if envelope is not None else None
+        reply = json.dumps(state.to_json())
 
         def push() -> None:
             with self.redis.pipeline() as pipe:
                 if reply_to:
-                    pipe.rpush(reply_to, run_id)
+                    pipe.rpush(reply_to, reply)
                     pipe.expire(reply_to, KEEP_FINISHED_SECONDS)
                 if release is not None:
-                    pipe.hdel(LEASES, lease_field(run_id, release))
+                    pipe.hdel(LEASES, lease_field(state.run_id, release))
                 pipe.execute()
 
         self.call(push)
@@ -409,15 +414,16 @@ class RedisRuns:
         states = [RunState.from_json(json.loads(raw)) for raw in raws if raw is not None]
         return [s for s in states if s.finished]  # nothing is left in the other parts
 
-    def wait_replies(self, reply_to: str, timeout: float) -> list[str]:
-        """IDs of runs that ended, waiting up to ``timeout`` seconds for the first."""
+    def wait_replies(self, reply_to: str, timeout: float) -> list[RunState]:
+        """The final states of runs that ended, waiting up to ``timeout`` seconds for the
+        first (see :meth:`announce`)."""
         first = self.redis.blpop([reply_to], timeout=max(timeout, 0.01))
         if first is None:
             return []
-        found = [str(first[1])]
-        while (more := self.redis.lpop(reply_to)) is not None:
-            found.append(str(more))
-        return found
+        found = [first[1]]
+        while (more := self._pop(reply_to)) is not None:
+            found.append(more)
+        return [RunState.from_json(json.loads(raw)) for raw in found]
 
     # --- leases
 
