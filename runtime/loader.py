@@ -213,6 +213,9 @@ def import_plugin(folder: Path, manifest: TaskManifest, unique: str) -> pluggy.P
         (_SourceOnly, importlib.machinery.SOURCE_SUFFIXES),
         (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
     )
+    imported = sys.modules.get(name)
+    if imported is not None and list(getattr(imported, "__path__", [])) != [location]:
+        forget_plugin(unique)  # imported from another cache: run the code this one checked
     try:
         if name not in sys.modules:
             init = Path(location, "__init__.py")
