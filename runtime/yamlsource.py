@@ -8,8 +8,8 @@ into seconds); aliases of collections (the stuff of "billion laughs" bombs) are
 refused, and aliases of scalars count in full towards :data:`MAX_EXPANDED`.
 What a manifest has no use for is refused rather than guessed at: tags
 (``!!binary``, ``!!python/...``, ``!foo``), merge keys (``<<``), integers beyond
-64 bits, lone surrogates, YAML versions other than 1.2. A plain scalar is null, a boolean, an
-integer, a float, or else text as written (dates stay strings).
+64 bits, lone surrogates, YAML versions other than 1.2. A plain scalar is null,
+a boolean, an integer, a float, or else text as written (dates stay strings).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ included) plus one per node. A file without aliases cannot reach it, while 1,500
 aliases of a 100 KB string (150 MB stored at install before this bound) are
 refused at the alias that crosses it."""
 INT_BITS = 64
-"""Integers are signed 64-bit, as SQLite, MongoDB (BSON) and most JSON readers store them."""
+"""Integers are signed 64-bit, as SQLite stores them; MongoDB (BSON) refuses larger ones."""
 _INT_TEXT = 100
 """Longest integer literal read: a 64-bit integer takes at most 66 characters (0b...);
 longer text is refused before Python converts it (over 4,300 digits it raises)."""
