@@ -162,3 +162,16 @@ def test_a_plugin_description_is_printed_as_it_is(env: dict[str, str], tmp_path:
     assert wtm(env, "plugin", "install", str(plugin)).exit_code == 0
     shown = wtm(env, "plugin", "show", "marked")
     assert shown.exit_code == 0 and "[/x] [red]Greet someone" in shown.output, shown.output
+
+
+def test_a_stored_manifest_no_longer_valid_is_one_line(env: dict[str, str]) -> None:
+    """A record installed before durations were bounded (``timeout: .inf``)."""
+    import math
+    import sqlite3
+
+    with sqlite3.connect(Path(env["WTM_HOME"]) / "wtm.db") as db:
+        [(raw,)] = db.execute("SELECT manifest FROM plugins WHERE name = 'greet'")
+        manifest = {**json.loads(raw), "timeout": math.inf}
+        db.execute("UPDATE plugins SET manifest = ? WHERE name = 'greet'", [json.dumps(manifest)])
+    line = one_error_line(wtm(env, "plugin", "show", "greet"))
+    assert line.startswith("error: greet@1.0.0: its stored manifest is no longer valid (timeout")

@@ -11,6 +11,7 @@ from rich.text import Text
 from runtime.cli.common import open_services
 from runtime.cli.output import console, fail, print_json
 from runtime.executors.reconcile import reconcile
+from runtime.problems import ManifestError
 from runtime.registry import InstallError, manifest_of
 from runtime.stores.errors import Conflict, NotFound, StoreError
 from runtime.stores.metadata import PluginRecord
@@ -98,7 +99,13 @@ def show(ref: str, as_json: bool) -> None:
             record = services.registry.resolve(parsed.name, parsed.constraint)
         except NotFound as exc:
             fail(str(exc))
-    task = manifest_of(record)
+    try:
+        task = manifest_of(record)
+    except ManifestError as exc:
+        fail(
+            f"{record.name}@{record.version}: its stored manifest is no longer valid "
+            f"({exc.problems[0].message}); reinstall it with --force"
+        )
     if as_json:
         print_json({**_row(record), "manifest": record.manifest})
         return
