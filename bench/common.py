@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import socket
 import statistics
 import time
@@ -173,13 +174,16 @@ def start_wtm_worker(
     )
     app = make_app(broker)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"worker exited: {log.read_text()[-2000:]}")
-        if app.control.ping(destination=[f"{name}@{socket.gethostname()}"], timeout=0.5):
-            return process
-    stop_worker(process)
-    raise RuntimeError(f"worker did not answer: {log.read_text()[-2000:]}")
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"worker exited: {log.read_text()[-2000:]}")
+            if app.control.ping(destination=[f"{name}@{socket.gethostname()}"], timeout=0.5):
+                return process
+        raise RuntimeError(f"worker did not answer: {log.read_text()[-2000:]}")
+    except BaseException:  # a broker error while waiting too: never leave it running
+        stop_worker(process, signal.SIGKILL)
+        raise
 
 
 def release_results(result: Any) -> None:

@@ -145,13 +145,16 @@ def start_worker(
     )
     app = make_app(broker)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"wtm worker exited: {log.read_text()[-2000:]}")
-        if app.control.ping(timeout=0.5):
-            return process
-    stop_worker(process)
-    raise RuntimeError(f"wtm worker did not answer: {log.read_text()[-2000:]}")
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"wtm worker exited: {log.read_text()[-2000:]}")
+            if app.control.ping(timeout=0.5):
+                return process
+        raise RuntimeError(f"wtm worker did not answer: {log.read_text()[-2000:]}")
+    except BaseException:  # a broker error while waiting too: never leave it running
+        stop_worker(process, signal.SIGKILL)
+        raise
 
 
 def stop_worker(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
