@@ -35,6 +35,11 @@ class TaskSpec:
     def wtm_task_run(self, inputs: Mapping[str, Any], context: TaskContext) -> dict[str, Any]:  # type: ignore[empty-body]
         """Run the task on validated ``inputs`` and return its outputs by port name."""
 
+    @hookspec
+    def wtm_task_setup(self) -> None:
+        """Prepare the task once per process, before its first step (load its models). wtm
+        calls it when the plugin is loaded, outside any step's time; optional."""
+
 
 class RuntimeSpec:
     """Hooks a runtime extension implements; called by every executor."""
