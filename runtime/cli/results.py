@@ -104,6 +104,12 @@ def render_result(result: dict[str, Any], console: Console) -> None:
         f"speedup {summary.get('parallel_speedup', 0):.2f}x",
     )
     lineage = "\n".join(summary.get("data_lineage", []))
-    console.print(Group(head, steps, Panel(lineage, title="data lineage", expand=False)))
+    parts: list[Any] = [head]
+    if summary.get("warm_time"):
+        parts.append(
+            f"plugins and models loaded in {summary['warm_time']:.3f}s before the first step "
+            "(in each worker process, in parallel; not in the times above)"
+        )
+    console.print(Group(*parts, steps, Panel(lineage, title="data lineage", expand=False)))
     for failure in summary.get("errors", []):
         console.print(Text(str(failure), style="red"), soft_wrap=True)

@@ -27,10 +27,11 @@ from typing import Any
 
 from runtime.config import Settings
 from runtime.executors.base import Executor, ExecutorOptions, Interrupted, Pool
-from runtime.executors.calls import StepCall, StepResult
+from runtime.executors.calls import StepCall, StepResult, TaskPin
 from runtime.executors.runner import StepFailed, one_line, run_call
 from runtime.executors.session import RunSession
 from runtime.executors.threads import ThreadPool
+from runtime.executors.warm import pins_of, warm
 from runtime.services import Services
 from runtime.timeouts import HARD_LIMIT_GRACE
 
@@ -49,9 +50,12 @@ def _context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def _init_worker(settings: Settings) -> None:
+def _init_worker(settings: Settings, pins: list[TaskPin], report: Any) -> None:
+    """A pool process starts: open its stores, load the plugins (and models) of the runs it
+    was started for, and report how long that took on ``report`` (a queue)."""
     global _worker_services
     _worker_services = Services.open(settings)
+    report.put(warm(_worker_services.loader, pins))
 
 
 def _run_in_process(call: dict[str, Any]) -> dict[str, Any]:
@@ -74,6 +78,11 @@ class LocalExecutor(Executor):
         self._pool: PoolExecutor | None = None
         self._cancel = threading.Event()
         self._interrupted: set[Future[dict[str, Any]]] = set()
+        self._warm_pins: list[TaskPin] = []
+        self._warm_reports: Any = None
+        self.warm_seconds = 0.0
+        self._fresh_pool = False
+        """The longest a pool process took to load its plugins before its first step."""
         self._on_finished: Callable[[RunSession], None] | None = None
 
     @classmethod
@@ -82,12 +91,15 @@ class LocalExecutor(Executor):
 
     def _new_pool(self) -> PoolExecutor:
         if self.pool_kind == "thread":
+            self.warm_seconds = warm(self.services.loader, self._warm_pins)
             return ThreadPool(self.workers)
+        context = _context()
+        self._warm_reports = context.SimpleQueue()
         return ProcessPoolExecutor(
             self.workers,
-            mp_context=_context(),
+            mp_context=context,
             initializer=_init_worker,
-            initargs=(self.services.settings,),
+            initargs=(self.services.settings, self._warm_pins, self._warm_reports),
         )
 
     @property
@@ -129,6 +141,9 @@ class LocalExecutor(Executor):
         next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
 
         self._on_finished = on_finished
+        self._fresh_pool = self._pool is None
+        if self._fresh_pool:  # a new pool loads these runs' plugins as it starts
+            self._warm_pins = pins_of(s.plan for s in sessions)
 
         def submit(session: RunSession, calls: list[StepCall]) -> None:
             nonlocal counter
@@ -187,9 +202,16 @@ class LocalExecutor(Executor):
 
     def _finish_if_done(self, session: RunSession) -> None:
         if session.result is None and session.state.finished:
-            session.finish()
+            session.finish(self._warmed() if self._fresh_pool else 0.0)
             if self._on_finished:
                 self._on_finished(session)
+
+    def _warmed(self) -> float:
+        """:attr:`warm_seconds`, with the reports of pool processes started since."""
+        reports = self._warm_reports
+        while reports is not None and not reports.empty():
+            self.warm_seconds = max(self.warm_seconds, reports.get())
+        return self.warm_seconds
 
     def _recover(
         self,

@@ -52,6 +52,7 @@ def run_call(
     try:
         pin = call.task
         loaded = services.loader.load_pinned(pin.name, pin.version, pin.digest, call.run_id)
+        started = time.perf_counter()  # a step's time leaves out loading its plugin and models
         values = {port: decode(ref, services.access) for port, ref in refs.items()}
         checked = check_inputs(loaded.manifest.inputs, values, label)
         context = TaskContext(

@@ -138,10 +138,13 @@ class RunSession:
         current = self.services.metadata.get_run(self.run_id)
         return current is not None and current.status == "cancelled"
 
-    def finish(self) -> dict[str, Any]:
-        """Record the run's outcome; return the result document."""
+    def finish(self, warm_seconds: float = 0.0) -> dict[str, Any]:
+        """Record the run's outcome; return the result document (``warm_seconds``: how long
+        the executor loaded plugins and models before the first step)."""
         outputs = record_outcome(self.services, self.plan, self.state)
-        self.result = result_document(self.plan, self.state, self.record.executor, outputs)
+        self.result = result_document(
+            self.plan, self.state, self.record.executor, outputs, warm_seconds
+        )
         return self.result
 
 
@@ -162,19 +165,27 @@ def record_outcome(services: Services, plan: RunPlan, state: RunState) -> dict[s
 
 
 def result_document(
-    plan: RunPlan, state: RunState, executor: str, outputs: Mapping[str, Any]
+    plan: RunPlan,
+    state: RunState,
+    executor: str,
+    outputs: Mapping[str, Any],
+    warm_seconds: float = 0.0,
 ) -> dict[str, Any]:
-    """The seed report's result: the outputs and a ``processing_summary``."""
+    """The seed report's result: the outputs and a ``processing_summary``. The speedup
+    compares the steps' time with the run's, less ``warm_seconds`` (plugins and models
+    loaded before the first step), which no step's time includes either."""
     total = (state.ended or time.time()) - state.created
     sequential = sum(state.seconds.values())
+    running = max(total - warm_seconds, 0.0)
     summary: dict[str, Any] = {
         "run_id": state.run_id,
         "pipeline": plan.pipeline,
         "executor": executor,
         "status": state.outcome,
         "total_time": round(total, 4),
+        "warm_time": round(warm_seconds, 4),
         "sequential_time": round(sequential, 4),
-        "parallel_speedup": round(sequential / total, 2) if total > 0 else 0.0,
+        "parallel_speedup": round(sequential / running, 2) if running > 0 else 0.0,
         "steps": {
             sid: {
                 "task": f"{step.pin.name}@{step.pin.version}",
