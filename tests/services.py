@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -118,9 +118,15 @@ def s3_server() -> Iterator[str]:
 
 
 def start_worker(
-    broker: str, env: Mapping[str, str], log: Path, concurrency: int = 2, name: str = "w1"
+    broker: str,
+    env: Mapping[str, str],
+    log: Path,
+    concurrency: int = 2,
+    name: str = "w1",
+    options: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
-    """A real `wtm worker` process, returned once it answers a ping."""
+    """A real `wtm worker` process (with ``options`` added), returned once it answers a
+    ping."""
     from runtime.executors.celery_app import make_app
 
     full_env = {**os.environ, **env, "WTM_BROKER_URL": broker}
@@ -137,6 +143,7 @@ def start_worker(
             f"{name}@%h",
             "-l",
             "INFO",
+            *options,
         ],
         env=full_env,
         stdout=handle,

@@ -20,7 +20,7 @@ from celery import Celery, Task, group, shared_task
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from runtime.config import Settings
-from runtime.executors.calls import StepCall
+from runtime.executors.calls import StepCall, TaskPin
 from runtime.executors.celery_app import batched_publishing
 from runtime.executors.liveness import Liveness, holder_alive
 from runtime.executors.plan import RunPlan
@@ -29,6 +29,7 @@ from runtime.executors.redis_runs import Lease, RedisRuns
 from runtime.executors.runner import StepFailed, one_line, run_call
 from runtime.executors.runstate import RunState, Transition
 from runtime.executors.session import record_outcome
+from runtime.executors.warm import warm
 from runtime.owner import host_pid
 from runtime.services import Services
 from runtime.timeouts import HARD_LIMIT_GRACE
@@ -37,10 +38,19 @@ log = logging.getLogger("wtm.worker")
 _services: Services | None = None
 
 
+WARM_PINS: list[TaskPin] = []
+"""The plugins every pool process loads as it starts (``wtm worker --warm``)."""
+
+
 @worker_process_init.connect
-def _forget_parent_services(**_: object) -> None:
+def _start_pool_process(**_: object) -> None:
+    """A pool process starts: its own stores (not the parent's), and the plugins to warm
+    loaded, with their models, before it takes a message."""
     global _services
     _services = None
+    if WARM_PINS:
+        seconds = warm(services().loader, WARM_PINS)
+        log.info("loaded %d plugins in %.2fs", len(WARM_PINS), seconds)
 
 
 _liveness: Liveness | None = None

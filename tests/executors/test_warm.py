@@ -104,3 +104,25 @@ def test_a_failing_setup_is_one_line_and_tried_again_next_time(
     )
     monkeypatch.delenv("WTM_TEST_SETUP_FAILS")
     assert services.loader.load(record.digest).setup_seconds >= 0.5
+
+
+@pytest.mark.celery
+def test_a_celery_worker_loads_the_plugins_it_is_told_to_warm_as_it_starts(
+    services: Services, tmp_path: Path
+) -> None:
+    from tests.services import redis_server, start_worker, stop_worker
+
+    with services, redis_server(tmp_path) as broker:
+        env = {"WTM_HOME": str(tmp_path / "home")}
+        log = tmp_path / "worker.log"
+        worker = start_worker(broker, env, log, 1, "warm", ["--warm", "slow_setup"])
+        try:
+            checked, pins = prepare(services, pipeline(tmp_path, 1))
+            [session] = execute(services, checked, pins, [{}], executor="celery", broker_url=broker)
+        finally:
+            stop_worker(worker)
+    result = session.result
+    assert result is not None and result["processing_summary"]["status"] == "succeeded"
+    assert result["setups"] == 1, "set up in the pool process, before the step"
+    assert result["processing_summary"]["steps"]["001"]["seconds"] < 0.5
+    assert "loaded 1 plugins in" in log.read_text()
