@@ -1,18 +1,27 @@
-"""Face descriptors and landmarks, as plain functions, with dlib's models.
+"""Face descriptors and landmarks, as plain functions.
 
-Model files come from the ``face-recognition-models`` package, located without
+Two descriptors, each labelled with its model and metric so that values of different
+models are never compared by mistake:
+
+- ``sface`` (default, :mod:`.sface`): SFace, 128-D, unit length, cosine similarity at
+  or above 0.363 means the same person; aligned from the detector's keypoints when the
+  face carries them, else from dlib's 5 landmarks (:mod:`.align`). About 26 ms a face.
+- ``dlib``: ``dlib_face_recognition_resnet_model_v1.dat``, 128-D, released into the
+  public domain by dlib's author; Euclidean distance under 0.6 usually means the same
+  person. About 100 ms a face (dlib-bin is built without BLAS).
+
+dlib's files come from the ``face-recognition-models`` package, located without
 importing it (its ``__init__`` needs ``pkg_resources``):
 
-- ``dlib_face_recognition_resnet_model_v1.dat``: the 128-D descriptor, released into
-  the public domain by dlib's author; one person's faces usually lie closer than
-  0.6 (Euclidean distance), different people's farther.
-- ``shape_predictor_5_face_landmarks.dat`` (dlib, CC0): the default landmarks; the
-  descriptor is always computed from these, so it does not depend on ``landmarks``.
+- ``shape_predictor_5_face_landmarks.dat`` (dlib, CC0): the default landmarks; dlib's
+  descriptor and the SFace fallback alignment always use these, so the descriptor does
+  not depend on ``landmarks``.
 - ``shape_predictor_68_face_landmarks.dat``: trained on iBUG 300-W, whose terms
   exclude commercial use; only loaded when 68 landmarks are asked for.
 
-Models load once per process, on first use, under a lock that also serializes
-inference (a dlib network instance is not thread-safe).
+Models load once per process: the defaults (SFace, 5 landmarks) in :func:`load_models`,
+which the plugin's setup hook calls; the others on first use. dlib calls run under a
+lock (a dlib network instance is not thread-safe); an onnxruntime session is.
 """
 
 from __future__ import annotations
@@ -30,11 +39,27 @@ from numpy.typing import NDArray
 
 from runtime.imaging import clip_box, load_image
 
+from . import align, sface
+
 LANDMARK_MODELS = {
     "5": "shape_predictor_5_face_landmarks.dat",
     "68": "shape_predictor_68_face_landmarks.dat",
 }
 DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
+DESCRIPTORS: dict[str, dict[str, Any]] = {
+    "sface": {
+        "descriptor_model": sface.MODEL_ID,
+        "descriptor_metric": "cosine",
+        "descriptor_threshold": sface.THRESHOLD,
+    },
+    "dlib": {
+        "descriptor_model": "dlib-resnet-v1",
+        "descriptor_metric": "euclidean",
+        "descriptor_threshold": 0.6,
+    },
+}
+"""What each descriptor's values are: model, metric, and the same-person threshold
+(cosine: similarity at or above it; euclidean: distance below it)."""
 _lock = threading.Lock()
 
 
@@ -56,12 +81,29 @@ def _descriptor_model() -> Any:
     return dlib.face_recognition_model_v1(str(models_dir() / DESCRIPTOR_MODEL))
 
 
-def load_models(landmarks: str = "5") -> None:
-    """Load the descriptor model and a landmark model now (they otherwise load on first use)."""
+def load_models(landmarks: str = "5", descriptor: str = "sface") -> None:
+    """Load a descriptor's model and the landmark models now (they otherwise load on
+    first use)."""
     with _lock:
-        _descriptor_model()
+        if descriptor == "dlib":
+            _descriptor_model()
+        else:
+            sface.session()
         _shape_predictor("5")
         _shape_predictor(landmarks)
+
+
+def _check(name: str, value: str, allowed: Mapping[str, Any]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _sface_descriptor(
+    rgb: NDArray[np.uint8], face: Mapping[str, Any], five: Sequence[Sequence[int]]
+) -> list[float]:
+    keypoints = face.get("keypoints")
+    points = align.from_keypoints(keypoints) if keypoints else align.from_dlib_five(five)
+    return [float(v) for v in sface.embed(align.align(rgb, *points))]
 
 
 def describe(
@@ -69,12 +111,12 @@ def describe(
     faces: Sequence[Mapping[str, Any]],
     landmarks: str = "5",
     between_faces: Callable[[], None] | None = None,
+    descriptor: str = "sface",
 ) -> list[dict[str, Any]]:
-    """Descriptor and landmarks for each face (``face_id``, ``bbox``) of an RGB image, in order."""
-    if landmarks not in LANDMARK_MODELS:
-        raise ValueError(
-            f"landmarks must be one of {', '.join(LANDMARK_MODELS)}, got {landmarks!r}"
-        )
+    """Descriptor and landmarks for each face (``face_id``, ``bbox``, optional
+    ``keypoints``) of an RGB image, in order."""
+    _check("landmarks", landmarks, LANDMARK_MODELS)
+    _check("descriptor", descriptor, DESCRIPTORS)
     height, width = rgb.shape[:2]
     results = []
     for face in faces:
@@ -85,11 +127,15 @@ def describe(
         with _lock:
             five = _shape_predictor("5")(rgb, rect)
             shape = five if landmarks == "5" else _shape_predictor(landmarks)(rgb, rect)
-            descriptor = _descriptor_model().compute_face_descriptor(rgb, five)
+            if descriptor == "dlib":
+                values = [float(v) for v in _descriptor_model().compute_face_descriptor(rgb, five)]
+        if descriptor == "sface":
+            values = _sface_descriptor(rgb, face, [[p.x, p.y] for p in five.parts()])
         results.append(
             {
                 "face_id": face["face_id"],
-                "descriptor": [float(v) for v in descriptor],
+                "descriptor": values,
+                **DESCRIPTORS[descriptor],
                 "landmarks": [[int(p.x), int(p.y)] for p in shape.parts()],
                 "landmark_model": landmarks,
             }
@@ -102,6 +148,7 @@ def face_features(
     faces: Sequence[Mapping[str, Any]],
     landmarks: str = "5",
     between_faces: Callable[[], None] | None = None,
+    descriptor: str = "sface",
 ) -> list[dict[str, Any]]:
     """:func:`describe` for the faces of an image file."""
-    return describe(load_image(path), faces, landmarks, between_faces)
+    return describe(load_image(path), faces, landmarks, between_faces, descriptor)
