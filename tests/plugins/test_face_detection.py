@@ -70,7 +70,7 @@ def test_hog_confidence_is_the_logistic_of_the_svm_margin(
     from runtime.imaging import load_image
 
     _, scores, _ = dlib.get_frontal_face_detector().run(load_image(samples["astronaut"]), 0, 0.0)
-    (face,) = detector.detect_faces(samples["astronaut"])["faces_array"]
+    (face,) = detector.detect_faces(samples["astronaut"], "hog")["faces_array"]
     assert face["confidence"] == pytest.approx(1 / (1 + math.exp(-scores[0])), abs=1e-4)
 
 
