@@ -5,10 +5,10 @@ models are never compared by mistake:
 
 - ``sface`` (default, :mod:`.sface`): SFace, 128-D, unit length, cosine similarity at
   or above 0.363 means the same person; aligned from the detector's keypoints when the
-  face carries them, else from dlib's 5 landmarks (:mod:`.align`). About 26 ms a face.
+  face carries them, else from dlib's 5 landmarks (:mod:`.align`). About 25 ms a face.
 - ``dlib``: ``dlib_face_recognition_resnet_model_v1.dat``, 128-D, released into the
   public domain by dlib's author; Euclidean distance under 0.6 usually means the same
-  person. About 100 ms a face (dlib-bin is built without BLAS).
+  person. About 75-100 ms a face (dlib-bin is built without BLAS).
 
 dlib's files come from the ``face-recognition-models`` package, located without
 importing it (its ``__init__`` needs ``pkg_resources``):
