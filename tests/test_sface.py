@@ -151,16 +151,22 @@ def test_alignment_from_keypoints_matches_alignment_from_landmarks(
     (face68,) = features.describe(images["astronaut"], [ASTRONAUT], "68")
     keypoints = keypoints_from_68(face68["landmarks"])
     (from_keypoints,) = features.describe(
-        images["astronaut"], [{**ASTRONAUT, "keypoints": keypoints}]
+        images["astronaut"], [{**ASTRONAUT, "keypoints": keypoints}], align_from="keypoints"
     )
+    (ignored,) = features.describe(images["astronaut"], [{**ASTRONAUT, "keypoints": keypoints}])
+    assert ignored["descriptor"] == astronaut["descriptor"], "landmarks by default"
     assert from_keypoints["descriptor"] != astronaut["descriptor"]  # the keypoints were used
     assert cosine(from_keypoints, astronaut) > 0.9
     # Which eye is called "right" differs between detectors: the order comes from the mouth.
     swapped = {**keypoints, "right_eye": keypoints["left_eye"], "left_eye": keypoints["right_eye"]}
-    (from_swapped,) = features.describe(images["astronaut"], [{**ASTRONAUT, "keypoints": swapped}])
+    (from_swapped,) = features.describe(
+        images["astronaut"], [{**ASTRONAUT, "keypoints": swapped}], align_from="keypoints"
+    )
     assert cosine(from_swapped, from_keypoints) > 0.999
     eyes_only = {name: keypoints[name] for name in ("right_eye", "left_eye")}
-    (from_eyes,) = features.describe(images["astronaut"], [{**ASTRONAUT, "keypoints": eyes_only}])
+    (from_eyes,) = features.describe(
+        images["astronaut"], [{**ASTRONAUT, "keypoints": eyes_only}], align_from="keypoints"
+    )
     assert cosine(from_eyes, astronaut) > 0.9
 
 

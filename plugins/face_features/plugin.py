@@ -22,5 +22,6 @@ def wtm_task_run(inputs, context):
         inputs.get("landmarks", "5"),
         context.check_cancelled,
         inputs.get("descriptor", "sface"),
+        inputs.get("align", "landmarks"),
     )
     return {"faces_with_features": faces}

@@ -12,8 +12,27 @@ from rich.table import Column, Table
 from rich.text import Text
 
 MAX_ROWS = 50
-HIDDEN = {"source", "landmark_model", "probabilities"}
-ABBREVIATIONS = {"face_id": "face", "confidence": "conf", "descriptor": "descr"}
+HIDDEN = {
+    "source",
+    "landmark_model",
+    "probabilities",
+    "descriptor_metric",
+    "descriptor_threshold",
+}
+ABBREVIATIONS = {
+    "face_id": "face",
+    "confidence": "conf",
+    "descriptor": "descr",
+    "descriptor_model": "model",
+}
+
+
+def _is_point(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int | float) for v in value)
+    )
 
 
 def _cell(value: Any) -> str:
@@ -24,6 +43,8 @@ def _cell(value: Any) -> str:
             return f"{value['years']} {value.get('confidence', 0):.2f}"
         if "dominant" in value:
             return f"{value['dominant']} {value.get('confidence', 0):.2f}"
+        if value and all(_is_point(v) for v in value.values()):
+            return f"{len(value)} pts"  # named keypoints
         if value and all(isinstance(v, int | float) for v in value.values()):
             top = max(value, key=value.__getitem__)
             return f"{top} {value[top]:.2f}"
