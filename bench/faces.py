@@ -21,6 +21,10 @@ reading the image file as the hooks do) and merging the faces by ``face_id``.
       plugin functions, ``detect | group(attributes, features) | merge`` per image, on
       ``celery worker -c 2`` (``bench.handcelery``); target: wtm celery -c 2 at least
       its images/min.
+    - the *old models* (HOG detection, dlib descriptors, the defaults before issue 14):
+      the plain script and wtm local on them; target: the new default in wtm local at
+      least 3x the images/min of the old script. Each stage's share of a plain script's
+      time per image is given for both.
 (c) resident memory of the ``wtm worker -c 2`` process tree with all three plugins
     loaded, idle and under the batch (from /proc; see ``bench.memory``); target: every
     worker process under 400 MB.
@@ -50,6 +54,34 @@ PLUGINS = [ROOT / "plugins" / p for p in ("face_detection", "face_attributes", "
 PIPELINE = ROOT / "manifests" / "face_pipeline.yaml"
 BATCH_PIPELINE = ROOT / "manifests" / "face_pipeline_batch.yaml"
 BATCH_ORDER = ("astronaut", "group6", "camera", "chelsea", "coffee", "rocket")
+OLD_MODELS = {
+    "detection": "HOG",
+    "attributes": "age/gender ONNX, emotion tflite",
+    "features": "dlib ResNet",
+}
+NEW_MODELS = {
+    "detection": "BlazeFace",
+    "attributes": "age/gender ONNX, emotion tflite",
+    "features": "SFace",
+}
+
+
+def old_pipeline(folder: Path) -> Path:
+    """The face pipeline on the previous default models: HOG detection, dlib descriptors."""
+    text = PIPELINE.read_text()
+    assert (
+        "detector: blazeface" in text
+        and "    with:\n      image_path: $inputs.image_path\noutputs" in text
+    )
+    text = text.replace("detector: blazeface", "detector: hog").replace(
+        "    with:\n      image_path: $inputs.image_path\noutputs",
+        "    with:\n      image_path: $inputs.image_path\n      descriptor: dlib\noutputs",
+    )
+    path = folder / "face_pipeline_old.yaml"
+    path.write_text(text)
+    return path
+
+
 TASKS = {"face_detection", "face_attributes", "face_features"}
 
 
@@ -91,14 +123,18 @@ def run(latency_repeat: int = 9, batch: int = 204) -> list[dict[str, Any]]:
         stack.callback(stop_worker, worker1)
         samples = export_samples(env.folder / "samples")
         checked, pins = env.pipeline_from(PIPELINE)
-        sequential = Sequential()
+        old_checked, old_pins = env.pipeline_from(old_pipeline(env.folder))
+        sequential, old_sequential = Sequential(), Sequential("hog", "dlib")
         services = env.services
 
-        def local(paths: list[Path]) -> Sequence[Any]:
+        def local(paths: list[Path], checked: Any = checked, pins: Any = pins) -> Sequence[Any]:
             runs = [{"image_path": str(p)} for p in paths]
             sessions = local_runs(env.local, services, checked, pins, runs)
             succeeded(sessions)
             return sessions
+
+        def local_old(paths: list[Path]) -> Sequence[Any]:
+            return local(paths, old_checked, old_pins)
 
         def celery(
             broker: str, checked: Any = checked, pins: Any = pins
@@ -116,6 +152,7 @@ def run(latency_repeat: int = 9, batch: int = 204) -> list[dict[str, Any]]:
         celery2, celery1 = celery(env.broker), celery(broker1)
         warmup = {
             "local": warm(local, services, samples["group6"], 2),
+            "local_old": warm(local_old, services, samples["group6"], 2),
             "celery2": warm(celery2, services, samples["group6"], 2),
             "celery1": warm(celery1, services, samples["group6"], 1),
         }
@@ -183,6 +220,9 @@ def run(latency_repeat: int = 9, batch: int = 204) -> list[dict[str, Any]]:
         # (b) batch, four interleaved rounds; (c) memory of the -c 2 worker under that load
         images = [samples[n] for n in itertools.islice(itertools.cycle(BATCH_ORDER), batch)]
         expected = {samples[n]: len(sequential(samples[n])) for n in BATCH_ORDER}
+        old_expected = {samples[n]: len(old_sequential(samples[n])) for n in BATCH_ORDER}
+        sequential.reset()
+        old_sequential.reset()
         batch_checked, batch_pins = env.pipeline_from(BATCH_PIPELINE)
         hand = handcelery.start_worker(
             env.broker.rsplit("/", 1)[0] + "/2", env.folder / "hand.log", 2
@@ -196,9 +236,11 @@ def run(latency_repeat: int = 9, batch: int = 204) -> list[dict[str, Any]]:
         sampler = memory.Sampler(env.worker.pid)
         rows += batch_rows(
             images,
-            expected,
+            {"": expected, "_old": old_expected},  # HOG misses the cameraman's face
             {
                 "script": lambda paths: sum(len(sequential(p)) for p in paths),
+                "script_old": lambda paths: sum(len(old_sequential(p)) for p in paths),
+                "local_old": lambda paths: sum(faces_of(s) for s in local_old(paths)),
                 "ceiling": lambda paths: ceiling(paths)["faces"],
                 "local": lambda paths: sum(faces_of(s) for s in local(paths)),
                 "celery2": lambda paths: sum(faces_of(s) for s in celery2(paths)),
@@ -209,6 +251,8 @@ def run(latency_repeat: int = 9, batch: int = 204) -> list[dict[str, Any]]:
             sampler,
         )
         loaded = memory.summary(env.worker.pid)
+        rows += model_share_rows(sequential, NEW_MODELS, "new models")
+        rows += model_share_rows(old_sequential, OLD_MODELS, "old models (HOG + dlib)")
     rows += memory_rows(idle, loaded, sampler)
     for row in rows:
         row["warmup_rounds"] = warmup
@@ -216,8 +260,31 @@ def run(latency_repeat: int = 9, batch: int = 204) -> list[dict[str, Any]]:
     return rows
 
 
+def model_share_rows(
+    script: Sequential, models: Mapping[str, str], label: str
+) -> list[dict[str, Any]]:
+    """Each stage's milliseconds per image in the plain script over the batch, as a
+    share of the whole (the ratio column)."""
+    per_image = script.per_image_ms()
+    total = sum(per_image.values())
+    return [
+        result_row(
+            "faces",
+            f"time per image, {label}: {stage} ({models[stage]}) (info)",
+            "ms/image",
+            "whole sequential script",
+            total,
+            stage,
+            ms,
+        )
+        for stage, ms in per_image.items()
+    ]
+
+
 BATCH_LABELS = {
+    "script": "sequential script",
     "local": "wtm local, 2 proc",
+    "local_old": "wtm local, 2 proc, old models (HOG + dlib)",
     "celery1": "wtm celery, -c 1",
     "celery2": "wtm celery, -c 2",
     "celery2_nofan": "wtm celery, -c 2, face_pipeline_batch",
@@ -228,7 +295,7 @@ BATCH_LABELS = {
 
 def batch_rows(
     images: list[Path],
-    expected: Mapping[Path, int],
+    expected: Mapping[str, Mapping[Path, int]],
     variants: Mapping[str, Callable[[list[Path]], int]],
     sampler: memory.Sampler,
     rounds: int = 4,
@@ -236,13 +303,13 @@ def batch_rows(
     """Images/min of every variant over ``images``, run in ``rounds`` consecutive slices
     (every variant runs each slice before the next; the order reverses every round, so
     drift in the machine's speed falls on all alike). Each variant returns the faces it
-    found, checked against ``expected``; the wtm -c 2 worker's memory is sampled while
-    wtm celery -c 2 runs."""
+    found, checked against ``expected`` (by the suffix of its name: ``_old`` variants run
+    the old models); the wtm -c 2 worker's memory is sampled while wtm celery -c 2 runs."""
     per_round: dict[str, list[float]] = {name: [] for name in variants}
     for number, part in enumerate(split(images, rounds)):
         order = list(variants) if number % 2 == 0 else list(reversed(variants))
-        faces = sum(expected[p] for p in part)
         for name in order:
+            faces = sum(expected["_old" if name.endswith("_old") else ""][p] for p in part)
             start = time.perf_counter()
             if name == "celery2":
                 with sampler.running():
@@ -257,6 +324,7 @@ def batch_rows(
     case = f"batch of {len(images)} images"
     base_labels = {
         "script": "sequential script",
+        "script_old": "sequential script, old models (HOG + dlib)",
         "ceiling": "ceiling (2 plain processes)",
         "hand2": BATCH_LABELS["hand2"],
     }
@@ -283,6 +351,17 @@ def batch_rows(
     comparisons += [
         (kind, "hand2", f"{case}: {BATCH_LABELS[kind]} vs hand-written Celery", minimum)
         for kind, minimum in (("celery2", 1.0), ("celery2_nofan", None))
+    ]
+    comparisons += [
+        ("local", "script_old", f"{case}: new models in wtm local vs the old script", 3.0),
+        ("celery2", "script_old", f"{case}: new models in wtm celery -c 2 vs the old script", None),
+        ("script", "script_old", f"{case}: new script vs the old script (info)", None),
+        (
+            "local_old",
+            "script_old",
+            f"{case}, old models: wtm local vs the old script (info)",
+            None,
+        ),
     ]
     return [
         result_row(

@@ -28,20 +28,46 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class Sequential:
-    """The plain script: the plugin functions in one process, models loaded up front."""
+    """The plain script: the plugin functions in one process, models loaded up front.
 
-    def __init__(self) -> None:
+    ``detector`` and ``descriptor`` choose the models (the defaults, or the previous
+    ones: ``hog`` and ``dlib``); :attr:`seconds` adds up the time of each stage.
+    """
+
+    def __init__(self, detector: str = "blazeface", descriptor: str = "sface") -> None:
         self.detector = model_module("face_detection", "detector")
         self.attributes = model_module("face_attributes", "attributes")
         self.features = model_module("face_features", "features")
+        self.detector_name, self.descriptor_name = detector, descriptor
         self.detector.load_models()
         self.attributes.load_models()
         self.features.load_models()
+        self.seconds = {"detection": 0.0, "attributes": 0.0, "features": 0.0}
+        self.images = 0
+
+    def per_image_ms(self) -> dict[str, float]:
+        """Milliseconds per image of each stage since :meth:`reset`."""
+        return {k: v * 1000 / max(self.images, 1) for k, v in self.seconds.items()}
+
+    def reset(self) -> None:
+        self.seconds = dict.fromkeys(self.seconds, 0.0)
+        self.images = 0
 
     def __call__(self, path: str | Path) -> list[dict[str, Any]]:
-        faces = self.detector.detect_faces(path)["faces_array"]
+        started = time.perf_counter()
+        faces = self.detector.detect_faces(path, self.detector_name)["faces_array"]
+        detected = time.perf_counter()
         attributes = self.attributes.face_attributes(path, faces)
-        features = self.features.face_features(path, faces)
+        attributed = time.perf_counter()
+        features = self.features.face_features(path, faces, descriptor=self.descriptor_name)
+        done = time.perf_counter()
+        for stage, seconds in (
+            ("detection", detected - started),
+            ("attributes", attributed - detected),
+            ("features", done - attributed),
+        ):
+            self.seconds[stage] += seconds
+        self.images += 1
         merged: dict[int, dict[str, Any]] = {f["face_id"]: dict(f) for f in faces}
         for extra in (*attributes, *features):
             merged[extra["face_id"]].update(extra)
