@@ -15,10 +15,6 @@ weighted NMS. Model call about 3 ms on this 2-core machine.
 from __future__ import annotations
 
 import importlib.util
-import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +22,8 @@ from typing import Any
 import cv2
 import numpy as np
 from numpy.typing import NDArray
+
+from runtime.quiet import native_stderr_silenced
 
 SIZE = 192
 STRIDE = 4
@@ -47,30 +45,13 @@ def model_path() -> Path:
     return Path(spec.submodule_search_locations[0]) / "data" / "face_detection_full_range.tflite"
 
 
-@contextmanager
-def _stderr_silenced() -> Iterator[None]:
-    """Point fd 2 at /dev/null: the TFLite C++ runtime prints ``INFO: Created TensorFlow
-    Lite XNNPACK delegate for CPU.`` there from ``allocate_tensors``, and honours no
-    environment variable (TF_CPP_MIN_LOG_LEVEL=3 leaves it). Running without the
-    delegate would silence it too, but the model call goes from 3 ms to 10 ms."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 @cache
 def interpreter() -> Any:
     """The model, loaded once per process (about 10 ms). One thread: workers are processes,
     and a second thread made the 3 ms call no faster here."""
     from ai_edge_litert.interpreter import Interpreter
 
-    with _stderr_silenced():
+    with native_stderr_silenced():  # the XNNPACK delegate's INFO line, from allocate_tensors
         model = Interpreter(model_path=str(model_path()), num_threads=1)
         model.allocate_tensors()
     return model
