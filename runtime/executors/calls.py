@@ -48,7 +48,18 @@ class StepCall:
         return {port: ValueRef.from_json(ref) for port, ref in self.inputs.items()}
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The call as JSON-ready data, sharing its input values (not copied: ``asdict``
+        deep-copied every inline value, a tenth of the local executor's own time on the
+        face batch)."""
+        return {
+            "run_id": self.run_id,
+            "step_id": self.step_id,
+            "item": self.item,
+            "task": asdict(self.task),
+            "inputs": self.inputs,
+            "edges": list(self.edges),
+            "attempt": self.attempt,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StepCall:
@@ -70,7 +81,8 @@ class StepResult:
         return {port: ValueRef.from_json(ref) for port, ref in self.outputs.items()}
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready data, sharing the output values (see :meth:`StepCall.to_json`)."""
+        return {"outputs": self.outputs, "seconds": self.seconds, "worker": self.worker}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StepResult:
