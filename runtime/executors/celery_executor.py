@@ -28,7 +28,12 @@ from runtime.executors.redis_runs import (
     RedisRuns,
 )
 from runtime.executors.runstate import RunState
-from runtime.executors.session import RunSession, record_outcome, result_document
+from runtime.executors.session import (
+    RunSession,
+    cancelled_elsewhere,
+    record_outcome,
+    result_document,
+)
 from runtime.executors.uploads import upload_files
 from runtime.manifest import PipelineManifest
 from runtime.owner import host_pid
@@ -124,9 +129,8 @@ class CeleryExecutor(Executor):
             for state in self.runs.finished(list(pending)):
                 if state.ended is not None and time.time() - state.ended > ANNOUNCE_GRACE_SECONDS:
                     self._finished(pending.pop(state.run_id), on_finished)
-            for session in list(pending.values()):
-                if session.cancelled_elsewhere():
-                    self._cancel(session, "cancelled")
+            for session in cancelled_elsewhere(self.services, list(pending.values())):
+                self._cancel(session, "cancelled")
             if self.timeout is not None and time.monotonic() - started > self.timeout:
                 for session in list(pending.values()):
                     self._cancel(session, f"cancelled: no result within {self.timeout:g}s")

@@ -29,7 +29,7 @@ from runtime.config import Settings
 from runtime.executors.base import Executor, ExecutorOptions, Interrupted, Pool
 from runtime.executors.calls import StepCall, StepResult, TaskPin
 from runtime.executors.runner import StepFailed, one_line, run_call
-from runtime.executors.session import RunSession
+from runtime.executors.session import RunSession, cancelled_elsewhere
 from runtime.executors.threads import ThreadPool
 from runtime.executors.warm import pins_of, warm
 from runtime.services import Services
@@ -281,9 +281,8 @@ class LocalExecutor(Executor):
         running: dict[Future[dict[str, Any]], tuple[RunSession, StepCall, float]],
         retries: list[tuple[float, int, RunSession, StepCall]],
     ) -> None:
-        for session in sessions:
-            if session.state.finished or not session.cancelled_elsewhere():
-                continue
+        going = [s for s in sessions if not s.state.finished]
+        for session in cancelled_elsewhere(self.services, going):
             session.cancel()
             self._finish_if_done(session)
             for future, (owner, _, _) in list(running.items()):

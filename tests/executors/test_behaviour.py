@@ -373,3 +373,43 @@ steps:
     summary = session.result["processing_summary"]
     assert summary["errors"] == ["step 001 (hang@1.0.0): timed out after 1s (killed)"]
     assert summary["status"] == "failed"
+
+
+def test_cancelling_one_run_of_a_batch_cancels_only_it(request, services, executor, tmp_path):
+    """The executors look for cancelled runs of a batch in one query (``wtm runs cancel``
+    of one run of a batch stops that run and no other)."""
+    path = tmp_path / "batch.yaml"
+    path.write_text(
+        "apiVersion: wtm/v1\nkind: Pipeline\nname: batch\nversion: 1.0.0\n"
+        "inputs:\n  seconds: {schema: {type: number}}\n"
+        "steps:\n"
+        '  - {id: "001", task: sleep, with: {seconds: $inputs.seconds}}\n'
+        '  - {id: "002", task: sleep, with: {seconds: $inputs.seconds, after: $001.slept}}\n'
+    )
+    checked, pins = prepare(services, path)
+    broker = request.getfixturevalue("celery_worker")[0] if executor == "celery" else None
+    target: list[str] = []
+
+    def cancel_the_slow_run(session):
+        if not target:  # the first run to end: the slow one is still going
+            [slow] = [
+                r
+                for r in services.metadata.list_runs(status=("pending", "running"))
+                if r.inputs == {"seconds": 2}
+            ]
+            target.append(slow.run_id)
+            services.metadata.update_run(slow.run_id, status="cancelled")
+
+    sessions = execute(
+        services,
+        checked,
+        pins,
+        [{"seconds": 0.05}, {"seconds": 2}, {"seconds": 0.05}],
+        executor=executor,
+        workers=2,
+        broker_url=broker,
+        on_finished=cancel_the_slow_run,
+    )
+    statuses = {s.run_id: s.result["processing_summary"]["status"] for s in sessions}
+    assert statuses.pop(target[0]) == "cancelled"
+    assert set(statuses.values()) == {"succeeded"}
