@@ -18,12 +18,13 @@ from collections import Counter, deque
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from textual.app import App
+from textual.app import App, ScreenStackError
 from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
+from textual.screen import Screen
 
 from runtime.stores.metadata import MetadataStore
 from tui.actions import ActionError, Spawned, cancel_run, plan_rerun, spawn_rerun
@@ -140,7 +141,7 @@ class DashboardApp(App[None]):
             self.notify(f"Celery broker {lost}: {snapshot.error}", severity="warning", timeout=6)
         elif snapshot.connected and before is not None and before.error:
             self.notify(f"Celery broker {snapshot.broker} reconnected", timeout=4)
-        screen = self.screen
+        screen = self._shown()
         if not isinstance(screen, WorkersScreen) or not screen.is_mounted:
             return
         try:
@@ -217,8 +218,16 @@ class DashboardApp(App[None]):
         self.store_error = f"⚠ store error: {message}\n  {retry}"
         self._refresh_screen(full=False)
 
+    def _shown(self) -> Screen[Any] | None:
+        """The screen shown now, or None while the app switches between two modes'
+        screens (keys 1 2 3): a poll landing then found no screen and crashed the app."""
+        try:
+            return self.screen
+        except ScreenStackError:
+            return None
+
     def _refresh_screen(self, full: bool) -> None:
-        screen = self.screen
+        screen = self._shown()
         if not isinstance(screen, LiveScreen) or not screen.is_mounted:
             return  # a screen still composing refreshes itself when it is shown
         try:
