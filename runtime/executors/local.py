@@ -81,8 +81,8 @@ class LocalExecutor(Executor):
         self._warm_pins: list[TaskPin] = []
         self._warm_reports: Any = None
         self.warm_seconds = 0.0
-        self._fresh_pool = False
         """The longest a pool process took to load its plugins before its first step."""
+        self._fresh_pool = False
         self._on_finished: Callable[[RunSession], None] | None = None
 
     @classmethod

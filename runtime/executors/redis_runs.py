@@ -196,6 +196,9 @@ class RedisRuns:
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
+        self._chunk_succeeded = client.register_script(CHUNK_SUCCEEDED)
+        self._replace_state = client.register_script(REPLACE_STATE)
+        self._delete_if_same = client.register_script(DELETE_IF_SAME)
 
     @classmethod
     def at(cls, url: str) -> RedisRuns:
@@ -302,9 +305,8 @@ class RedisRuns:
         :data:`CHUNK_SUCCEEDED`); False when the full transition must handle it."""
         _, calls_, outs_, left_ = _keys(call.run_id)
         done = json.dumps({"outputs": result.outputs, "seconds": result.seconds})
-        script = self.redis.register_script(CHUNK_SUCCEEDED)
         applied = self.call(
-            lambda: script(
+            lambda: self._chunk_succeeded(
                 keys=[calls_, outs_, left_], args=[call.key, call.attempt, call.step_id, done]
             )
         )
@@ -322,10 +324,12 @@ class RedisRuns:
         one round trip when nothing changed meanwhile); with one, a ``WATCH`` transaction
         over all the parts."""
         raw = seen if seen is not None else self.call(lambda: self._get(state_key(run_id)))
-        replace = self.redis.register_script(REPLACE_STATE)
         keys = [*_keys(run_id), _plan_key(run_id)]
-        while raw is not None and not json.loads(raw)["chunk_outputs"]:
-            state = RunState.from_json(json.loads(raw))
+        while raw is not None:
+            core = json.loads(raw)
+            if core["chunk_outputs"]:
+                return self._change_watched(run_id, change)
+            state = RunState.from_json(core)
             was_finished = state.finished
             outcome = change(state)
             core, calls, left = _split(state)
@@ -336,13 +340,11 @@ class RedisRuns:
                 json.dumps([str(x) for item in left.items() for x in item]),
                 KEEP_FINISHED_SECONDS if state.finished and not was_finished else "",
             ]
-            written = self.call(functools.partial(replace, keys=keys, args=args))
+            written = self.call(functools.partial(self._replace_state, keys=keys, args=args))
             if written == 1:
                 return state, outcome
             raw = None if written == 0 else written
-        if raw is None:
-            return None
-        return self._change_watched(run_id, change)
+        return None
 
     def _pop(self, key: str) -> str | None:
         return cast(str | None, self.redis.lpop(key))
@@ -440,9 +442,8 @@ class RedisRuns:
 
     def give_back(self, lease: Lease) -> None:
         """Delete ``lease`` if it is still the one stored (not one written over it since)."""
-        script = self.redis.register_script(DELETE_IF_SAME)
         field = lease_field(lease.run_id, lease.key)
-        self.call(lambda: script(keys=[LEASES], args=[field, lease.to_json()]))
+        self.call(lambda: self._delete_if_same(keys=[LEASES], args=[field, lease.to_json()]))
 
     def lease(self, run_id: str, key: str) -> Lease | None:
         raw = self.call(lambda: self.redis.hget(LEASES, lease_field(run_id, key)))
