@@ -385,7 +385,8 @@ def test_cancelling_one_run_of_a_batch_cancels_only_it(request, services, execut
         "steps:\n"
         '  - {id: "001", task: sleep, with: {seconds: $inputs.seconds}}\n'
         '  - {id: "002", task: sleep, with: {seconds: $inputs.seconds, after: $001.slept}}\n'
-    )
+        '  - {id: "003", task: sleep, with: {seconds: $inputs.seconds, after: $002.slept}}\n'
+    )  # each step under the sleep task's 1 s timeout: the slow run takes 2.7 s
     checked, pins = prepare(services, path)
     broker = request.getfixturevalue("celery_worker")[0] if executor == "celery" else None
     target: list[str] = []
@@ -395,7 +396,7 @@ def test_cancelling_one_run_of_a_batch_cancels_only_it(request, services, execut
             [slow] = [
                 r
                 for r in services.metadata.list_runs(status=("pending", "running"))
-                if r.inputs == {"seconds": 2}
+                if r.inputs == {"seconds": 0.9}
             ]
             target.append(slow.run_id)
             services.metadata.update_run(slow.run_id, status="cancelled")
@@ -404,7 +405,7 @@ def test_cancelling_one_run_of_a_batch_cancels_only_it(request, services, execut
         services,
         checked,
         pins,
-        [{"seconds": 0.05}, {"seconds": 2}, {"seconds": 0.05}],
+        [{"seconds": 0.05}, {"seconds": 0.9}, {"seconds": 0.05}],
         executor=executor,
         workers=2,
         broker_url=broker,
