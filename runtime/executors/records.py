@@ -19,8 +19,7 @@ from runtime.stores.metadata import MetadataStore, StepRecord, ValueRecord, utc_
 from runtime.values import ValueRef
 
 
-def mark_step(
-    store: MetadataStore,
+def step_mark(
     run_id: str,
     sid: str,
     pin: TaskPin,
@@ -28,63 +27,70 @@ def mark_step(
     status: str,
     error: str | None = None,
     attempt: int = 1,
-) -> None:
-    """Record the whole step ``sid`` as pending, skipped, cancelled or failed."""
-    store.record_step(
-        StepRecord(
-            run_id=run_id,
-            step_id=sid,
-            task=pin.name,
-            task_version=pin.version,
-            digest=pin.digest,
-            input_id=ids.input_id(pin.name, sid),
-            output_id=ids.output_id(pin.name, sid),
-            status=status,
-            attempt=attempt,
-            finished_at=None if status == "pending" else utc_now(),
-            error=error,
-            edges=edges,
-        )
+) -> StepRecord:
+    """The record of the whole step ``sid`` as pending, skipped, cancelled or failed."""
+    return StepRecord(
+        run_id=run_id,
+        step_id=sid,
+        task=pin.name,
+        task_version=pin.version,
+        digest=pin.digest,
+        input_id=ids.input_id(pin.name, sid),
+        output_id=ids.output_id(pin.name, sid),
+        status=status,
+        attempt=attempt,
+        finished_at=None if status == "pending" else utc_now(),
+        error=error,
+        edges=edges,
     )
 
 
 def record_changes(
     store: MetadataStore, plan: RunPlan, state: RunState, changed: list[str]
 ) -> None:
-    """Record the steps a transition changed that no call recorded itself."""
+    """Record the steps a transition changed that no call recorded itself (in one write)."""
+    values: list[ValueRecord] = []
+    steps: list[StepRecord] = []
     for sid in changed:
         step = plan.steps[sid]
         status = state.status[sid]
         if status == "succeeded":
             if step.foreach is not None:
-                record_gathered(store, plan, state, sid)
+                gathered, record = gathered_records(plan, state, sid)
+                values += gathered
+                steps.append(record)
             continue
         current = store.get_step(state.run_id, sid)
         if status == "failed" and current is not None and current.status == "failed":
             continue  # the runner recorded the failure, with its traceback
         attempt = current.attempt if current is not None else 1
-        mark_step(
-            store,
-            state.run_id,
-            sid,
-            step.pin,
-            list(step.edges),
-            status,
-            state.reasons.get(sid),
-            attempt,
+        steps.append(
+            step_mark(
+                state.run_id,
+                sid,
+                step.pin,
+                list(step.edges),
+                status,
+                state.reasons.get(sid),
+                attempt,
+            )
         )
+    store.record(values, steps)
 
 
-def record_gathered(store: MetadataStore, plan: RunPlan, state: RunState, sid: str) -> None:
+def gathered_records(
+    plan: RunPlan, state: RunState, sid: str
+) -> tuple[list[ValueRecord], StepRecord]:
     """The gathered outputs of a foreach step (derived from its chunks) and its whole record."""
     step = plan.steps[sid]
     chunks = state.invocations.get(sid, 0)
     outputs: Mapping[str, ValueRef] = {
         port: state.value(ids.output_value(sid, port)) for port in step.outputs
     }
+    values = []
     for port, ref in outputs.items():
         value_id = ids.output_value(sid, port)
-        store.record_value(
+        values.append(
             ValueRecord(
                 run_id=state.run_id,
                 value_id=value_id,
@@ -98,20 +104,19 @@ def record_gathered(store: MetadataStore, plan: RunPlan, state: RunState, sid: s
             )
         )
     started = state.started.get(sid)
-    store.record_step(
-        StepRecord(
-            run_id=state.run_id,
-            step_id=sid,
-            task=step.pin.name,
-            task_version=step.pin.version,
-            digest=step.pin.digest,
-            input_id=ids.input_id(step.pin.name, sid),
-            output_id=ids.output_id(step.pin.name, sid),
-            status="succeeded",
-            started_at=datetime.fromtimestamp(started, UTC).isoformat() if started else None,
-            finished_at=utc_now(),
-            seconds=state.seconds.get(sid, 0.0),
-            outputs={p: r.id for p, r in outputs.items()},
-            edges=list(step.edges),
-        )
+    record = StepRecord(
+        run_id=state.run_id,
+        step_id=sid,
+        task=step.pin.name,
+        task_version=step.pin.version,
+        digest=step.pin.digest,
+        input_id=ids.input_id(step.pin.name, sid),
+        output_id=ids.output_id(step.pin.name, sid),
+        status="succeeded",
+        started_at=datetime.fromtimestamp(started, UTC).isoformat() if started else None,
+        finished_at=utc_now(),
+        seconds=state.seconds.get(sid, 0.0),
+        outputs={p: r.id for p, r in outputs.items()},
+        edges=list(step.edges),
     )
+    return values, record

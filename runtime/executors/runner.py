@@ -96,18 +96,16 @@ def run_call(
         )
         raise StepFailed(message) from exc
     seconds = time.perf_counter() - started
-    _record_values(call, services, refs, encoded)
-    services.metadata.record_step(
-        StepRecord(
-            **{
-                **base,
-                "status": "succeeded",
-                "finished_at": utc_now(),
-                "seconds": seconds,
-                "outputs": {p: r.id for p, r in encoded.items()},
-            }
-        )
+    finished = StepRecord(
+        **{
+            **base,
+            "status": "succeeded",
+            "finished_at": utc_now(),
+            "seconds": seconds,
+            "outputs": {p: r.id for p, r in encoded.items()},
+        }
     )
+    services.metadata.record(_values(call, refs, encoded), [finished])
     notify(
         "wtm_step_finished",
         run_id=call.run_id,
@@ -138,24 +136,27 @@ def _record(call: StepCall, services: Services, **fields: Any) -> dict[str, Any]
     return record
 
 
-def _record_values(
-    call: StepCall, services: Services, inputs: dict[str, ValueRef], outputs: dict[str, ValueRef]
-) -> None:
+def _values(
+    call: StepCall, inputs: dict[str, ValueRef], outputs: dict[str, ValueRef]
+) -> list[ValueRecord]:
+    """The records of a call's input and output values, with their lineage."""
     sources: dict[str, str] = {}
     for edge in call.edges:
         source, _, target = edge.partition(" -> ")
         sources[target] = source
+    records = []
     input_ids = []
     for port, ref in inputs.items():
         value_id = ids.input_value(call.step_id, port)
         input_ids.append(ids.chunk(value_id, call.item))
         origin = sources.get(value_id)
-        services.metadata.record_value(
+        records.append(
             _value(call, ids.chunk(value_id, call.item), port, ref, [origin] if origin else [])
         )
     for port, ref in outputs.items():
         value_id = ids.chunk(ids.output_value(call.step_id, port), call.item)
-        services.metadata.record_value(_value(call, value_id, port, ref, sorted(input_ids)))
+        records.append(_value(call, value_id, port, ref, sorted(input_ids)))
+    return records
 
 
 def _value(

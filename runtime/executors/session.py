@@ -17,7 +17,7 @@ from typing import Any
 from runtime import ids
 from runtime.executors.calls import StepCall, StepResult, TaskPin
 from runtime.executors.plan import RunPlan
-from runtime.executors.records import mark_step, record_changes
+from runtime.executors.records import record_changes, step_mark
 from runtime.executors.runstate import DEFAULT_MAX_LOST, RunState, Transition
 from runtime.graph import PipelineGraph
 from runtime.registry import RegistryCatalog
@@ -88,21 +88,24 @@ class RunSession:
             owner=owner,
         )
         services.metadata.create_run(record)
-        for name, ref in refs.items():
-            services.metadata.record_value(
-                ValueRecord(
-                    run_id=run_id,
-                    value_id=ids.pipeline_input(name),
-                    data_id=ref.id,
-                    producer="pipeline",
-                    port=name,
-                    value=ref.value,
-                    uri=ref.uri,
-                    size=ref.size,
-                )
+        values = [
+            ValueRecord(
+                run_id=run_id,
+                value_id=ids.pipeline_input(name),
+                data_id=ref.id,
+                producer="pipeline",
+                port=name,
+                value=ref.value,
+                uri=ref.uri,
+                size=ref.size,
             )
-        for sid, step in plan.steps.items():
-            mark_step(services.metadata, run_id, sid, step.pin, list(step.edges), "pending")
+            for name, ref in refs.items()
+        ]
+        pending = [
+            step_mark(run_id, sid, step.pin, list(step.edges), "pending")
+            for sid, step in plan.steps.items()
+        ]
+        services.metadata.record(values, pending)
         return cls(services, plan, RunState.new(run_id, plan, refs), record)
 
     @property

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -272,6 +272,15 @@ class MetadataStore(ABC):
     @abstractmethod
     def record_value(self, record: ValueRecord) -> bool:
         """Record a value once per (run, value ID): the first write wins; True if written."""
+
+    def record(self, values: Sequence[ValueRecord] = (), steps: Sequence[StepRecord] = ()) -> None:
+        """Record ``values``, then ``steps``, by the rules of :meth:`record_value` and
+        :meth:`record_step`. A store that can writes them in one transaction (a step's
+        outputs and its record land together, at the cost of one commit)."""
+        for value in values:
+            self.record_value(value)
+        for step in steps:
+            self.record_step(step)
 
     @abstractmethod
     def get_value(self, run_id: str, value_id: str) -> ValueRecord | None:

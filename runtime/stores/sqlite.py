@@ -291,15 +291,7 @@ class SqliteMetadataStore(MetadataStore):
     # steps
 
     def record_step(self, record: StepRecord) -> bool:
-        def work(conn: sqlite3.Connection) -> bool:
-            key = (record.run_id, record.step_id, record.item)
-            row = conn.execute(f"SELECT * FROM steps WHERE {_STEPS.where_key}", key).fetchone()
-            if not step_update_allowed(_STEPS.load(row) if row else None, record):
-                return False
-            conn.execute(_STEPS.upsert, _STEPS.row(record))
-            return True
-
-        return self._write(work)
+        return self._write(lambda conn: _record_step(conn, record))
 
     def get_step(self, run_id: str, step_id: str, item: int = NO_ITEM) -> StepRecord | None:
         return self._get(_STEPS, run_id, step_id, item)
@@ -313,6 +305,19 @@ class SqliteMetadataStore(MetadataStore):
     def record_value(self, record: ValueRecord) -> bool:
         row = _VALUES.row(record)
         return self._write(lambda conn: conn.execute(_VALUES.insert_new, row).rowcount > 0)
+
+    def record(self, values: Sequence[ValueRecord] = (), steps: Sequence[StepRecord] = ()) -> None:
+        """Values, then steps, in one transaction."""
+        rows = [_VALUES.row(v) for v in values]
+
+        def work(conn: sqlite3.Connection) -> None:
+            if rows:
+                conn.executemany(_VALUES.insert_new, rows)
+            for step in steps:
+                _record_step(conn, step)
+
+        if rows or steps:
+            self._write(work)
 
     def get_value(self, run_id: str, value_id: str) -> ValueRecord | None:
         return self._get(_VALUES, run_id, value_id)
@@ -334,3 +339,13 @@ class SqliteMetadataStore(MetadataStore):
                 if owner == pid:
                     conn.close()
             self._connections = [(o, c) for o, c in self._connections if o != pid]
+
+
+def _record_step(conn: sqlite3.Connection, record: StepRecord) -> bool:
+    """Within a write transaction: upsert ``record`` if :func:`step_update_allowed`."""
+    key = (record.run_id, record.step_id, record.item)
+    row = conn.execute(f"SELECT * FROM steps WHERE {_STEPS.where_key}", key).fetchone()
+    if not step_update_allowed(_STEPS.load(row) if row else None, record):
+        return False
+    conn.execute(_STEPS.upsert, _STEPS.row(record))
+    return True

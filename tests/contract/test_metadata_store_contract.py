@@ -357,6 +357,22 @@ def test_list_values_of_a_run(metadata_store: MetadataStore) -> None:
 # records and lifetime
 
 
+def test_record_writes_values_and_steps_by_their_own_rules(metadata_store: MetadataStore) -> None:
+    metadata_store.record_value(value("output_002_age", data_id="sha256:" + "01" * 32))
+    metadata_store.record_step(step("succeeded", seconds=1.0))
+    metadata_store.record(
+        [value("output_002_age", data_id="sha256:" + "02" * 32), value("output_002_gender")],
+        [step("running"), step("failed", item=0), step("pending", item=1)],
+    )
+    first = metadata_store.get_value("r1", "output_002_age")
+    assert first is not None and first.data_id == "sha256:" + "01" * 32  # first write wins
+    assert metadata_store.get_value("r1", "output_002_gender") is not None
+    statuses = {s.item: s.status for s in metadata_store.list_steps("r1")}
+    assert statuses == {-1: "succeeded", 0: "failed", 1: "pending"}  # succeeded stays
+    metadata_store.record()  # nothing to write is harmless
+    assert len(metadata_store.list_values("r1")) == 2
+
+
 def test_timestamps_are_stored_as_utc(metadata_store: MetadataStore) -> None:
     metadata_store.create_run(run("r1", started_at="2024-05-01T14:00:00+02:00"))
     found = metadata_store.get_run("r1")
