@@ -10,6 +10,7 @@ models) for the life of the pool.
 from __future__ import annotations
 
 import heapq
+import itertools
 import multiprocessing
 import os
 import threading
@@ -36,7 +37,12 @@ from runtime.services import Services
 from runtime.timeouts import HARD_LIMIT_GRACE
 
 POLL_SECONDS = 0.05
+IN_FLIGHT_PER_WORKER = 2
+"""Calls handed to the pool per process: one running, one queued behind it."""
 CANCEL_CHECK_SECONDS = 0.5
+
+Queued = tuple[float, int, RunSession, StepCall]
+"""A call waiting in a heap: its sort key (priority or due time), a tie-breaker, its run."""
 
 _worker_services: Services | None = None
 _shared_services: Services | None = None
@@ -131,13 +137,18 @@ class LocalExecutor(Executor):
     ) -> None:
         """Drive ``sessions`` to completion, interleaving their steps on the pool.
 
-        Each session is finished (its outcome recorded) as soon as its last step
-        ends, then handed to ``on_finished``. Interrupted (Ctrl-C, SIGTERM), every
-        unfinished run is recorded cancelled with the reason before this returns.
+        Ready calls wait here, deepest step first, and go to the pool only as it has
+        room (:data:`IN_FLIGHT_PER_WORKER` a process): a batch's runs finish one after
+        another rather than all at the end, and a call's time limit counts from when a
+        process takes it, not from when it became ready. Each session is finished (its
+        outcome recorded) as soon as its last step ends, then handed to ``on_finished``.
+        Interrupted (Ctrl-C, SIGTERM), every unfinished run is recorded cancelled with
+        the reason before this returns.
         """
         running: dict[Future[dict[str, Any]], tuple[RunSession, StepCall, float]] = {}
-        retries: list[tuple[float, int, RunSession, StepCall]] = []
-        counter = 0
+        ready: list[Queued] = []
+        retries: list[Queued] = []
+        counter = itertools.count()
         next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
 
         self._on_finished = on_finished
@@ -145,26 +156,36 @@ class LocalExecutor(Executor):
         if self._fresh_pool:  # a new pool loads these runs' plugins as it starts
             self._warm_pins = pins_of(s.plan for s in sessions)
 
+        def enqueue(session: RunSession, call: StepCall) -> None:
+            depth = session.plan.steps[call.step_id].depth
+            heapq.heappush(ready, (-depth, next(counter), session, call))
+
         def submit(session: RunSession, calls: list[StepCall]) -> None:
-            nonlocal counter
             for call in calls:
                 if call.attempt > 1 and call.task.retry_backoff:
-                    counter += 1
                     due = time.monotonic() + call.task.retry_backoff
-                    heapq.heappush(retries, (due, counter, session, call))
+                    heapq.heappush(retries, (due, next(counter), session, call))
                 else:
-                    running[self._submit(call)] = (session, call, time.monotonic())
+                    enqueue(session, call)
             self._finish_if_done(session)
+
+        def dispatch() -> None:
+            room = self.workers * IN_FLIGHT_PER_WORKER - len(running)
+            while ready and room > 0:
+                _, _, session, call = heapq.heappop(ready)
+                if session.state.current(call):
+                    running[self._submit(call)] = (session, call, time.monotonic())
+                    room -= 1
 
         try:
             for session in sessions:
                 submit(session, session.start())
-            while running or retries:
+            while running or ready or retries:
                 now = time.monotonic()
                 while retries and retries[0][0] <= now:
                     _, _, session, call = heapq.heappop(retries)
-                    if session.state.current(call):
-                        running[self._submit(call)] = (session, call, time.monotonic())
+                    enqueue(session, call)
+                dispatch()
                 timeout = (
                     max(0.0, min(POLL_SECONDS, retries[0][0] - now)) if retries else POLL_SECONDS
                 )
@@ -189,7 +210,7 @@ class LocalExecutor(Executor):
                 self._enforce_hard_limits(running)
                 if time.monotonic() >= next_cancel_check:
                     next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
-                    self._drop_cancelled(sessions, running, retries)
+                    self._drop_cancelled(sessions, running, ready, retries)
         except (KeyboardInterrupt, Interrupted) as exc:
             self._cancel.set()
             reason = exc.reason if isinstance(exc, Interrupted) else "cancelled (interrupted)"
@@ -241,6 +262,9 @@ class LocalExecutor(Executor):
         now = time.monotonic()
         for future, (session, call, started) in list(running.items()):
             limit = call.task.timeout
+            if limit and not future.running() and not future.done():
+                running[future] = (session, call, now)  # queued in the pool: not started
+                continue
             if not limit or future.done() or now - started <= limit:
                 continue
             late = now - started - limit
@@ -279,7 +303,8 @@ class LocalExecutor(Executor):
         self,
         sessions: list[RunSession],
         running: dict[Future[dict[str, Any]], tuple[RunSession, StepCall, float]],
-        retries: list[tuple[float, int, RunSession, StepCall]],
+        ready: list[Queued],
+        retries: list[Queued],
     ) -> None:
         going = [s for s in sessions if not s.state.finished]
         for session in cancelled_elsewhere(self.services, going):
@@ -289,8 +314,9 @@ class LocalExecutor(Executor):
                 if owner is session:
                     future.cancel()
                     running.pop(future)
-            retries[:] = [r for r in retries if r[2] is not session]
-            heapq.heapify(retries)
+            for queue in (ready, retries):
+                queue[:] = [q for q in queue if q[2] is not session]
+                heapq.heapify(queue)
 
 
 def _run_in_thread(
