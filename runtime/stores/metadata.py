@@ -142,6 +142,8 @@ class StepRecord(Record):
     edges: list[str] = field(default_factory=list)
     error: str | None = None
     traceback_tail: str | None = None
+    cached_from: str | None = None
+    """Served from the step cache: the execution that computed it (``RUN_ID/STEP[ITEM]``)."""
 
     TIMESTAMPS: ClassVar[tuple[str, ...]] = ("started_at", "finished_at")
     STATUSES: ClassVar[tuple[str, ...]] = STEP_STATUSES
@@ -160,6 +162,45 @@ class ValueRecord(Record):
     uri: str | None = None
     size: int = 0
     sources: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CacheEntry(Record):
+    """A step execution that can be reused: ``key`` names its package and input data IDs
+    (see :mod:`runtime.executors.cache`); ``outputs`` are its outputs' ValueRef JSON."""
+
+    key: str
+    task: str
+    task_version: str
+    digest: str
+    run_id: str
+    step_id: str
+    item: int = NO_ITEM
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+    size: int = 0
+    created_at: str = field(default_factory=utc_now)
+
+    TIMESTAMPS: ClassVar[tuple[str, ...]] = ("created_at",)
+
+    @property
+    def origin(self) -> str:
+        """The execution that computed it: ``RUN_ID/STEP`` or ``RUN_ID/STEP[ITEM]``."""
+        chunk = f"[{self.item}]" if self.item != NO_ITEM else ""
+        return f"{self.run_id}/{self.step_id}{chunk}"
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """The step cache of one task version: entries, their output bytes, and reuses."""
+
+    task: str
+    task_version: str
+    entries: int
+    size: int
+    oldest: str | None
+    newest: str | None
+    hits: int
 
 
 _STEP_RANK = {"pending": 0, "running": 1}  # every other status is final: 2
@@ -273,14 +314,21 @@ class MetadataStore(ABC):
     def record_value(self, record: ValueRecord) -> bool:
         """Record a value once per (run, value ID): the first write wins; True if written."""
 
-    def record(self, values: Sequence[ValueRecord] = (), steps: Sequence[StepRecord] = ()) -> None:
+    def record(
+        self,
+        values: Sequence[ValueRecord] = (),
+        steps: Sequence[StepRecord] = (),
+        cache: Sequence[CacheEntry] = (),
+    ) -> None:
         """Record ``values``, then ``steps``, by the rules of :meth:`record_value` and
-        :meth:`record_step`. A store that can writes them in one transaction (a step's
-        outputs and its record land together, at the cost of one commit)."""
+        :meth:`record_step`, then the ``cache`` entries. A store that can writes them in one
+        transaction (a step's outputs and its record land together, at one commit)."""
         for value in values:
             self.record_value(value)
         for step in steps:
             self.record_step(step)
+        if cache:
+            self.put_cache_entries(cache)
 
     @abstractmethod
     def get_value(self, run_id: str, value_id: str) -> ValueRecord | None:
@@ -289,6 +337,30 @@ class MetadataStore(ABC):
     @abstractmethod
     def list_values(self, run_id: str) -> list[ValueRecord]:
         """The values of a run, sorted by value ID."""
+
+    # step cache
+
+    @abstractmethod
+    def put_cache_entries(self, entries: Sequence[CacheEntry]) -> None:
+        """Store cache entries, replacing any with the same key."""
+
+    @abstractmethod
+    def cache_entries(self, keys: Collection[str]) -> dict[str, CacheEntry]:
+        """The entries of those ``keys`` that are stored, by key."""
+
+    @abstractmethod
+    def cache_stats(self) -> list[CacheStats]:
+        """Per task version with entries: their count, output bytes, ages and reuses."""
+
+    @abstractmethod
+    def clear_cache(
+        self,
+        task: str | None = None,
+        version: str | None = None,
+        before: str | datetime | None = None,
+    ) -> int:
+        """Delete entries (of ``task``, at ``version``, created before ``before``, as
+        given); how many."""
 
     # lifetime
 

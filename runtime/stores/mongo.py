@@ -1,8 +1,8 @@
 """The production metadata store: MongoDB through ``pymongo``.
 
 A ``mongodb://`` (or ``mongodb+srv://``) URL names the server and, in its path,
-the database (``wtm`` by default). Four collections (``plugins``, ``runs``,
-``steps``, ``values``) hold one document per record with ``schema_version``;
+the database (``wtm`` by default). Five collections (``plugins``, ``runs``,
+``steps``, ``values``, ``step_cache``) hold one document per record with ``schema_version``;
 unique indexes on the record keys make repeated writes idempotent, and a step
 update is a read, a decision by :func:`step_update_allowed`, and a replace
 conditional on what was read, retried when another writer got there first.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
@@ -37,6 +37,8 @@ from runtime.stores.errors import Conflict, NotFound, StoreError
 from runtime.stores.metadata import (
     ACTIVE_RUN_STATUSES,
     NO_ITEM,
+    CacheEntry,
+    CacheStats,
     MetadataStore,
     PluginRecord,
     Record,
@@ -63,12 +65,14 @@ _JSON_FIELDS: dict[type[Record], tuple[str, ...]] = {
     RunRecord: ("inputs", "outputs"),
     StepRecord: (),
     ValueRecord: ("value",),
+    CacheEntry: ("outputs",),
 }
 _KEYS: dict[type[Record], tuple[str, ...]] = {
     PluginRecord: ("name", "version"),
     RunRecord: ("run_id",),
     StepRecord: ("run_id", "step_id", "item"),
     ValueRecord: ("run_id", "value_id"),
+    CacheEntry: ("key",),
 }
 INDEXES: dict[str, list[tuple[str, list[tuple[str, int]], bool]]] = {
     "plugins": [("plugins_by_name_version", [("name", ASCENDING), ("version", ASCENDING)], True)],
@@ -90,6 +94,10 @@ INDEXES: dict[str, list[tuple[str, list[tuple[str, int]], bool]]] = {
         )
     ],
     "values": [("values_by_key", [("run_id", ASCENDING), ("value_id", ASCENDING)], True)],
+    "step_cache": [
+        ("cache_by_key", [("key", ASCENDING)], True),
+        ("cache_by_task", [("task", ASCENDING), ("task_version", ASCENDING)], False),
+    ],
 }
 """Per collection: (index name, keys, unique)."""
 _NOISE = re.compile(r"\s*\(configured timeouts:[^)]*\)|^[^\s:]+:\d+: |\[Errno -?\d+\] ")
@@ -153,6 +161,7 @@ class MongoMetadataStore(MetadataStore):
         self._runs: MongoCollection[Document] = db["runs"]
         self._steps: MongoCollection[Document] = db["steps"]
         self._values: MongoCollection[Document] = db["values"]
+        self._cache: MongoCollection[Document] = db["step_cache"]
         try:
             with self._errors():
                 for name, indexes in INDEXES.items():
@@ -354,6 +363,61 @@ class MongoMetadataStore(MetadataStore):
 
     def list_values(self, run_id: str) -> list[ValueRecord]:
         return self._find(self._values, ValueRecord, {"run_id": run_id}, [("value_id", 1)])
+
+    # step cache
+
+    def put_cache_entries(self, entries: Sequence[CacheEntry]) -> None:
+        with self._errors():
+            for entry in entries:
+                self._cache.replace_one(_key(entry), _encode(entry), upsert=True)
+
+    def cache_entries(self, keys: Collection[str]) -> dict[str, CacheEntry]:
+        with self._errors():
+            docs = list(self._cache.find({"key": {"$in": list(dict.fromkeys(keys))}}))
+        found = (self._load(CacheEntry, doc) for doc in docs)
+        return {entry.key: entry for entry in found if entry is not None}
+
+    def cache_stats(self) -> list[CacheStats]:
+        with self._errors():
+            groups: dict[tuple[str, str], list[CacheEntry]] = {}
+            for doc in self._cache.find({}, {"outputs": 0}):
+                entry = self._load(CacheEntry, {**doc, "outputs": "{}"})
+                if entry is not None:
+                    groups.setdefault((entry.task, entry.task_version), []).append(entry)
+            hits: dict[tuple[str, str], int] = {}
+            for doc in self._steps.find(
+                {"cached_from": {"$ne": None}}, {"task": 1, "task_version": 1}
+            ):
+                version = (doc["task"], doc["task_version"])
+                hits[version] = hits.get(version, 0) + 1
+        return [
+            CacheStats(
+                task,
+                version,
+                len(entries),
+                sum(e.size for e in entries),
+                min(e.created_at for e in entries),
+                max(e.created_at for e in entries),
+                hits.get((task, version), 0),
+            )
+            for (task, version), entries in sorted(groups.items())
+        ]
+
+    def clear_cache(
+        self,
+        task: str | None = None,
+        version: str | None = None,
+        before: str | datetime | None = None,
+    ) -> int:
+        query: dict[str, Any] = {}
+        if task is not None:
+            query["task"] = task
+        if version is not None:
+            query["task_version"] = version
+        if before is not None:
+            query["created_at"] = {"$lt": utc_iso(before)}
+        with self._errors():
+            return int(self._cache.delete_many(query).deleted_count)
 
     # lifetime
 

@@ -27,6 +27,8 @@ from runtime.stores.errors import Conflict, NotFound, StoreError
 from runtime.stores.metadata import (
     ACTIVE_RUN_STATUSES,
     NO_ITEM,
+    CacheEntry,
+    CacheStats,
     MetadataStore,
     PluginRecord,
     Record,
@@ -68,7 +70,16 @@ _SCHEMA_V1 = (
         PRIMARY KEY (run_id, value_id))""",
 )
 _RUN_OWNER = ("ALTER TABLE runs ADD COLUMN owner TEXT",)
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _RUN_OWNER)
+_STEP_CACHE = (
+    "ALTER TABLE steps ADD COLUMN cached_from TEXT",
+    """CREATE TABLE step_cache (
+        key TEXT PRIMARY KEY, task TEXT NOT NULL, task_version TEXT NOT NULL,
+        digest TEXT NOT NULL, run_id TEXT NOT NULL, step_id TEXT NOT NULL,
+        item INTEGER NOT NULL, outputs TEXT NOT NULL, seconds REAL NOT NULL,
+        size INTEGER NOT NULL, created_at TEXT NOT NULL)""",
+    "CREATE INDEX step_cache_by_task ON step_cache (task, task_version, created_at)",
+)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _RUN_OWNER, _STEP_CACHE)
 """``MIGRATIONS[i]`` upgrades schema version ``i`` to ``i + 1``."""
 
 WRITE_ATTEMPTS = 5
@@ -111,6 +122,7 @@ _PLUGINS = _Table("plugins", PluginRecord, ("name", "version"), ("manifest", "in
 _RUNS = _Table("runs", RunRecord, ("run_id",), ("inputs", "outputs", "plugins"))
 _STEPS = _Table("steps", StepRecord, ("run_id", "step_id", "item"), ("inputs", "outputs", "edges"))
 _VALUES = _Table("run_values", ValueRecord, ("run_id", "value_id"), ("value", "sources"))
+_CACHE = _Table("step_cache", CacheEntry, ("key",), ("outputs",))
 
 
 class SqliteMetadataStore(MetadataStore):
@@ -306,18 +318,84 @@ class SqliteMetadataStore(MetadataStore):
         row = _VALUES.row(record)
         return self._write(lambda conn: conn.execute(_VALUES.insert_new, row).rowcount > 0)
 
-    def record(self, values: Sequence[ValueRecord] = (), steps: Sequence[StepRecord] = ()) -> None:
-        """Values, then steps, in one transaction."""
+    def record(
+        self,
+        values: Sequence[ValueRecord] = (),
+        steps: Sequence[StepRecord] = (),
+        cache: Sequence[CacheEntry] = (),
+    ) -> None:
+        """Values, steps and cache entries in one transaction."""
         rows = [_VALUES.row(v) for v in values]
+        entries = [_CACHE.row(e) for e in cache]
 
         def work(conn: sqlite3.Connection) -> None:
             if rows:
                 conn.executemany(_VALUES.insert_new, rows)
             for step in steps:
                 _record_step(conn, step)
+            if entries:
+                conn.executemany(_CACHE.upsert, entries)
 
-        if rows or steps:
+        if rows or steps or entries:
             self._write(work)
+
+    # step cache
+
+    def put_cache_entries(self, entries: Sequence[CacheEntry]) -> None:
+        self.record(cache=entries)
+
+    def cache_entries(self, keys: Collection[str]) -> dict[str, CacheEntry]:
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, CacheEntry] = {}
+        for start in range(0, len(wanted), 500):  # SQLite's bound on ? parameters
+            part = wanted[start : start + 500]
+            sql = f"SELECT * FROM step_cache WHERE key IN ({', '.join('?' * len(part))})"
+            found |= {row["key"]: _CACHE.load(row) for row in self._query(sql, part)}
+        return found
+
+    def cache_stats(self) -> list[CacheStats]:
+        entries = self._query(
+            "SELECT task, task_version, count(*) AS entries, sum(size) AS size,"
+            " min(created_at) AS oldest, max(created_at) AS newest"
+            " FROM step_cache GROUP BY task, task_version ORDER BY task, task_version"
+        )
+        hits = {
+            (row["task"], row["task_version"]): row["hits"]
+            for row in self._query(
+                "SELECT task, task_version, count(*) AS hits FROM steps"
+                " WHERE cached_from IS NOT NULL GROUP BY task, task_version"
+            )
+        }
+        return [
+            CacheStats(
+                row["task"],
+                row["task_version"],
+                row["entries"],
+                row["size"] or 0,
+                row["oldest"],
+                row["newest"],
+                hits.get((row["task"], row["task_version"]), 0),
+            )
+            for row in entries
+        ]
+
+    def clear_cache(
+        self,
+        task: str | None = None,
+        version: str | None = None,
+        before: str | datetime | None = None,
+    ) -> int:
+        clauses, params = [], []
+        for column, value in (("task", task), ("task_version", version)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if before is not None:
+            clauses.append("created_at < ?")
+            params.append(utc_iso(before))
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"DELETE FROM step_cache{where}"
+        return self._write(lambda conn: conn.execute(sql, params).rowcount)
 
     def get_value(self, run_id: str, value_id: str) -> ValueRecord | None:
         return self._get(_VALUES, run_id, value_id)

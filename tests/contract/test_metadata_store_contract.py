@@ -8,6 +8,7 @@ import pytest
 
 from runtime.stores.errors import Conflict, NotFound
 from runtime.stores.metadata import (
+    CacheEntry,
     MetadataStore,
     PluginRecord,
     RunRecord,
@@ -371,6 +372,64 @@ def test_record_writes_values_and_steps_by_their_own_rules(metadata_store: Metad
     assert statuses == {-1: "succeeded", 0: "failed", 1: "pending"}  # succeeded stays
     metadata_store.record()  # nothing to write is harmless
     assert len(metadata_store.list_values("r1")) == 2
+
+
+def entry(key: str, task: str = "face_features", version: str = "1.1.1", **fields: object):
+    base: dict[str, object] = {
+        "digest": "ab" * 32,
+        "run_id": "r1",
+        "step_id": "003",
+        "outputs": {"faces_with_features": {"id": "sha256:" + "cd" * 32, "value": [1.5]}},
+        "seconds": 0.25,
+        "size": 100,
+    }
+    return CacheEntry(key=key, task=task, task_version=version, **{**base, **fields})  # type: ignore[arg-type]
+
+
+def test_cache_entries_are_stored_found_by_key_and_replaced(metadata_store: MetadataStore) -> None:
+    metadata_store.put_cache_entries([entry("k1"), entry("k2", item=3)])
+    found = metadata_store.cache_entries(["k1", "k2", "k3", "k1"])
+    assert sorted(found) == ["k1", "k2"]
+    assert found["k1"] == entry("k1", created_at=found["k1"].created_at)
+    assert found["k2"].origin == "r1/003[3]" and found["k1"].origin == "r1/003"
+    metadata_store.record(cache=[entry("k1", run_id="r2", seconds=1.0)])
+    assert metadata_store.cache_entries(["k1"])["k1"].run_id == "r2"
+    assert metadata_store.cache_entries([]) == {}
+
+
+def test_cache_stats_count_entries_bytes_and_reuses(metadata_store: MetadataStore) -> None:
+    attributes = {"task": "face_attributes", "version": "1.0.0"}  # as step() records
+    metadata_store.put_cache_entries(
+        [
+            entry("k1", created_at=at(0), **attributes),
+            entry("k2", created_at=at(5), **attributes),
+            entry("k3", task="a"),
+        ]
+    )
+    metadata_store.record_step(step("succeeded"))
+    metadata_store.record_step(step("succeeded", item=0, cached_from="r0/002"))
+    stats = {(s.task, s.task_version): s for s in metadata_store.cache_stats()}
+    assert sorted(stats) == [("a", "1.1.1"), ("face_attributes", "1.0.0")]
+    found = stats[("face_attributes", "1.0.0")]
+    assert (found.entries, found.size, found.hits) == (2, 200, 1)
+    assert (found.oldest, found.newest) == (at(0), at(5))
+    assert stats[("a", "1.1.1")].hits == 0
+
+
+def test_clear_cache_by_task_version_and_age(metadata_store: MetadataStore) -> None:
+    metadata_store.put_cache_entries(
+        [
+            entry("old", created_at=at(0)),
+            entry("new", created_at=at(10)),
+            entry("other", version="2.0.0", created_at=at(0)),
+            entry("a", task="a", created_at=at(0)),
+        ]
+    )
+    assert metadata_store.clear_cache(task="face_features", before=at(5)) == 2
+    assert sorted(metadata_store.cache_entries(["old", "new", "other", "a"])) == ["a", "new"]
+    assert metadata_store.clear_cache(task="face_features", version="1.1.1") == 1
+    assert metadata_store.clear_cache() == 1
+    assert metadata_store.cache_stats() == []
 
 
 def test_timestamps_are_stored_as_utc(metadata_store: MetadataStore) -> None:
