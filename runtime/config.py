@@ -36,6 +36,8 @@ METADATA_SCHEMES = ("sqlite", "mongodb", "mongodb+srv")
 BROKER_SCHEMES = ("redis", "rediss")
 SECRETS = frozenset({"s3_secret_key"})
 _SIZE = re.compile(r"\s*(\d+)\s*(?:([kmg])i?)?b?\s*", re.IGNORECASE)
+_AGE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*")
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -60,6 +62,8 @@ class Settings:
     max_package_bytes: int = 200 << 20
     max_unpacked_bytes: int = 1 << 30
     inline_threshold: int = 64 << 10
+    cache_max_age: float = 30 * 86400.0
+    """Cached step results older than this many seconds are not reused."""
     config_file: Path | None = None
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
     """Where each setting came from: ``flag``, ``env NAME``, the file's path, or ``default``."""
@@ -169,6 +173,22 @@ def _bool(raw: Any, where: str, base: Path) -> bool:
     raise ConfigError(f"{where}: expected true or false, got {raw!r}")
 
 
+def parse_age(raw: str) -> float:
+    """Seconds in an age like ``90s``, ``30m``, ``12h``, ``7d`` or ``2w``; ValueError
+    saying so for anything else."""
+    match = _AGE.fullmatch(raw)
+    if match is None:
+        raise ValueError(f"expected an age like 12h, 7d or 2w, got {raw!r}")
+    return float(match.group(1)) * _AGE_UNITS[match.group(2)]
+
+
+def _age(raw: Any, where: str, base: Path) -> float:
+    try:
+        return parse_age(raw if isinstance(raw, str) else f"{raw}s")
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
 def _size(raw: Any, where: str, base: Path) -> int:
     """A byte count: an integer, or text like ``64KiB``, ``200 MiB``, ``1G`` (powers of 1024)."""
     if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
@@ -217,6 +237,7 @@ _OPTIONS: dict[str, _Option] = {
     "max_package_bytes": _Option(("WTM_MAX_PACKAGE_BYTES",), _size),
     "max_unpacked_bytes": _Option(("WTM_MAX_UNPACKED_BYTES",), _size),
     "inline_threshold": _Option(("WTM_INLINE_THRESHOLD",), _size),
+    "cache_max_age": _Option(("WTM_CACHE_MAX_AGE",), _age),
 }
 
 

@@ -40,8 +40,10 @@ def execute(
     on_notice: Callable[[str], None] | None = None,
     on_finished: Callable[[RunSession], None] | None = None,
     batch_id: str | None = None,
+    reuse: bool = True,
 ) -> list[RunSession]:
-    """One run per inputs mapping; returns the finished sessions."""
+    """One run per inputs mapping; returns the finished sessions. ``reuse``: whether steps
+    may be served from the step cache."""
     if len(runs) > 1 and batch_id is None:
         batch_id = new_run_id()
     options = ExecutorOptions(workers, pool, broker_url, timeout, on_notice)
@@ -55,6 +57,7 @@ def execute(
                 chosen.name,
                 batch_id,
                 owner=this_process() if chosen.in_process else None,
+                reuse=reuse,
             )
             for inputs in runs
         ]

@@ -19,7 +19,7 @@ from typing import Any
 
 from runtime.manifest import PipelineManifest, Port
 from runtime.portcheck import PortError, check_value
-from runtime.stores.artifacts import URI_PREFIX, parse_artifact_uri
+from runtime.stores.artifacts import URI_PREFIX, file_sha256, parse_artifact_uri
 
 FILE_FORMAT = "file"
 """The schema ``format`` of an input naming a file: ``{type: string, format: file}``."""
@@ -32,6 +32,19 @@ class InputError(ValueError):
 def is_file_input(port: Port) -> bool:
     """Whether ``port`` takes a file (a path or an ``artifact://`` URI)."""
     return port.schema.get("format") == FILE_FORMAT
+
+
+def file_data_id(value: str) -> str | None:
+    """The data ID of a file input's value: the sha256 of the file's content, for a local
+    path as for an ``artifact://`` URI (the same image has the same ID on every executor,
+    and a file changed in place gets a new one, so no cached result of the old one is
+    reused); None if the file cannot be read (its step will say so)."""
+    if value.startswith(URI_PREFIX):
+        return "sha256:" + parse_artifact_uri(value)
+    try:
+        return "sha256:" + file_sha256(value)
+    except OSError:
+        return None
 
 
 def shorten(value: object, limit: int = 60) -> str:

@@ -103,6 +103,8 @@ class TaskManifest:
     inputs: dict[str, Port]
     outputs: dict[str, Port]
     source: Located = field(repr=False, compare=False)
+    cache: bool = False
+    """Whether a result may be reused for the same package and input data."""
 
     @property
     def key(self) -> str:
@@ -158,6 +160,10 @@ class Step:
     bindings: dict[str, Binding]
     foreach: Foreach | None
     index: int
+    cache: bool = True
+    """False: never reuse a cached result for this step (its task must opt in as well)."""
+    when: str | None = None
+    """The condition the step runs under (see :mod:`runtime.conditions`)."""
 
     @property
     def key(self) -> Key:
@@ -367,6 +373,7 @@ def parse_task(located: Located) -> TaskManifest:
         inputs=_ports(data.get("inputs", {}), inputs=True),
         outputs=_ports(data["outputs"], inputs=False),
         source=located,
+        cache=data.get("cache", False),
     )
 
 
@@ -438,4 +445,13 @@ def _step(located: Located, index: int, raw: dict[str, Any], problems: list[Prob
         spec = raw["foreach"]
         source = _reference(located, (*key, "foreach", "from"), spec["from"], problems)
         foreach = Foreach(spec["port"], source, spec.get("chunk", 1), (*key, "foreach", "from"))
-    return Step(raw["id"], name, constraint or "latest", bindings, foreach, index)
+    return Step(
+        raw["id"],
+        name,
+        constraint or "latest",
+        bindings,
+        foreach,
+        index,
+        raw.get("cache", True),
+        raw.get("when"),
+    )

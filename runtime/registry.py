@@ -132,6 +132,8 @@ class Registry:
                 "or use --force to replace it"
             )
         self._store(record, package, replace=existing is not None)
+        if existing is not None:  # the replaced package's cached results
+            self.metadata.clear_cache(record.name, record.version)
         if existing is not None and not self.metadata.runs_using_plugin(
             record.name, record.version
         ):
@@ -204,7 +206,8 @@ class Registry:
         return candidates[version]
 
     def remove(self, name: str, version: str) -> PluginRecord:
-        """Forget ``name@version`` and delete its package if nothing else uses it."""
+        """Forget ``name@version`` and its cached results; delete its package if nothing
+        else uses it."""
         record = self.metadata.get_plugin(name, version)
         if record is None:
             raise NotFound(f"plugin {name}@{version} is not installed")
@@ -215,6 +218,7 @@ class Registry:
                 "wait for them or cancel them first"
             )
         self.metadata.remove_plugin(name, version)
+        self.metadata.clear_cache(name, version)
         self._delete_unused(record)
         return record
 

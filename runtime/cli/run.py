@@ -151,6 +151,11 @@ def _single_input(pipeline: PipelineManifest, fixed: dict[str, Any]) -> str:
     metavar="SECONDS",
     help="Celery: cancel the runs still unfinished after this long [wait for them].",
 )
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Run every step: reuse no cached result (new results are still cached).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON only.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the result JSON.")
 def run(
@@ -163,6 +168,7 @@ def run(
     workers: int | None,
     pool: str,
     timeout: float | None,
+    no_cache: bool,
     as_json: bool,
     output: str | None,
 ) -> None:
@@ -189,6 +195,7 @@ def run(
                     on_notice=notice,
                     on_finished=progress.finished if progress else None,
                     batch_id=batch_id,
+                    reuse=not no_cache,
                 )
         except (KeyboardInterrupt, Interrupted) as exc:
             if executor == "celery":

@@ -21,6 +21,8 @@ class TaskPin:
     timeout: float | None = None
     max_retries: int = 0
     retry_backoff: float = 0.0
+    cache: bool = False
+    """Whether the result of a call may be stored in, and served from, the step cache."""
 
 
 @dataclass(frozen=True)

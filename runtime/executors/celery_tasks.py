@@ -20,6 +20,7 @@ from celery import Celery, Task, group, shared_task
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from runtime.config import Settings
+from runtime.executors.cache import Served, serve
 from runtime.executors.calls import StepCall, TaskPin
 from runtime.executors.celery_app import batched_publishing
 from runtime.executors.liveness import Liveness, holder_alive
@@ -146,15 +147,26 @@ def settle(
     what it changed, and record the run's outcome when it ended; then release the lease of
     call ``release``, if given (only then: its holder may die until the calls are out).
     ``seen``: the stored state as last read (see :meth:`RedisRuns.change`)."""
-    changed = runs.change(run_id, change, seen)
+    store = services()
+
+    def change_and_serve(state: RunState) -> tuple[Transition, Served]:
+        transition = change(state)
+        max_age = store.settings.cache_max_age
+        return transition, serve(
+            plan, state, transition.calls, store.metadata, store.access, max_age
+        )
+
+    changed = runs.change(run_id, change_and_serve, seen)
     if changed is None:
         if release is not None:
             runs.release((run_id, release))
         return None
-    state, transition = changed
-    publish(app, plan, transition.calls)
-    store = services()
-    record_changes(store.metadata, plan, state, transition.changed)
+    state, (transition, served) = changed
+    publish(app, plan, served.calls)
+    if served.hits:
+        values, steps = served.records()
+        store.metadata.record(values, steps)
+    record_changes(store.metadata, plan, state, transition.changed + served.changed)
     if state.finished and transition.changed:
         record_outcome(store, plan, state)
         runs.announce(state, release)

@@ -76,6 +76,8 @@ class RunPlan:
     steps: dict[str, StepPlan]
     outputs: dict[str, Any]
     threshold: int
+    reuse: bool = True
+    """Whether calls may be served from the step cache (``wtm run --no-cache``: False)."""
 
     @classmethod
     def build(
@@ -84,6 +86,7 @@ class RunPlan:
         pins: Mapping[str, TaskPin],
         store: BlobStore,
         threshold: int,
+        reuse: bool = True,
     ) -> RunPlan:
         """The plan of ``graph`` with each step pinned; constants over ``threshold`` are
         written to ``store`` once, here, rather than with every call."""
@@ -117,7 +120,8 @@ class RunPlan:
                 depth=depth[sid],
             )
         pipeline = graph.pipeline
-        return cls(f"{pipeline.name}@{pipeline.version}", steps, outputs_spec(pipeline), threshold)
+        name = f"{pipeline.name}@{pipeline.version}"
+        return cls(name, steps, outputs_spec(pipeline), threshold, reuse)
 
     @cached_property
     def readers(self) -> dict[str, frozenset[str]]:
@@ -151,11 +155,16 @@ class RunPlan:
             "steps": [s.to_json() for s in self.steps.values()],
             "outputs": self.outputs,
             "threshold": self.threshold,
+            "reuse": self.reuse,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunPlan:
         steps = [StepPlan.from_json(s) for s in data["steps"]]
         return cls(
-            data["pipeline"], {s.step_id: s for s in steps}, data["outputs"], data["threshold"]
+            data["pipeline"],
+            {s.step_id: s for s in steps},
+            data["outputs"],
+            data["threshold"],
+            data.get("reuse", True),
         )

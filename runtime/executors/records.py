@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from runtime import ids
-from runtime.executors.calls import TaskPin
+from runtime.executors.calls import StepCall, TaskPin
 from runtime.executors.plan import RunPlan
 from runtime.executors.runstate import RunState
 from runtime.stores.metadata import MetadataStore, StepRecord, ValueRecord, utc_now
@@ -120,3 +120,44 @@ def gathered_records(
         edges=list(step.edges),
     )
     return values, record
+
+
+def call_values(
+    call: StepCall, inputs: Mapping[str, ValueRef], outputs: Mapping[str, ValueRef]
+) -> list[ValueRecord]:
+    """The records of a call's input and output values, with their lineage."""
+    sources: dict[str, str] = {}
+    for edge in call.edges:
+        source, _, target = edge.partition(" -> ")
+        sources[target] = source
+    records = []
+    input_ids = []
+    for port, ref in inputs.items():
+        value_id = ids.input_value(call.step_id, port)
+        input_ids.append(ids.chunk(value_id, call.item))
+        origin = sources.get(value_id)
+        records.append(
+            value_record(
+                call, ids.chunk(value_id, call.item), port, ref, [origin] if origin else []
+            )
+        )
+    for port, ref in outputs.items():
+        value_id = ids.chunk(ids.output_value(call.step_id, port), call.item)
+        records.append(value_record(call, value_id, port, ref, sorted(input_ids)))
+    return records
+
+
+def value_record(
+    call: StepCall, value_id: str, port: str, ref: ValueRef, sources: list[str]
+) -> ValueRecord:
+    return ValueRecord(
+        run_id=call.run_id,
+        value_id=value_id,
+        data_id=ref.id,
+        producer=call.step_id,
+        port=port,
+        value=ref.value,
+        uri=ref.uri,
+        size=ref.size,
+        sources=sources,
+    )

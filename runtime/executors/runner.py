@@ -17,15 +17,17 @@ from typing import Any
 
 from runtime import ids
 from runtime.context import TaskContext
+from runtime.executors.cache import cache_entry
 from runtime.executors.calls import StepCall, StepResult
+from runtime.executors.records import call_values
 from runtime.extensions import notify
 from runtime.loader import PackageRefused
 from runtime.owner import host_pid
 from runtime.portcheck import check_inputs, check_outputs
 from runtime.services import Services
-from runtime.stores.metadata import StepRecord, ValueRecord, utc_now
+from runtime.stores.metadata import StepRecord, utc_now
 from runtime.timeouts import time_limit
-from runtime.values import ValueRef, decode, encode
+from runtime.values import decode, encode
 
 log = logging.getLogger("wtm.runner")
 
@@ -105,7 +107,8 @@ def run_call(
             "outputs": {p: r.id for p, r in encoded.items()},
         }
     )
-    services.metadata.record(_values(call, refs, encoded), [finished])
+    cache = [cache_entry(call, refs, encoded, seconds)] if call.task.cache else []
+    services.metadata.record(call_values(call, refs, encoded), [finished], cache)
     notify(
         "wtm_step_finished",
         run_id=call.run_id,
@@ -134,45 +137,6 @@ def _record(call: StepCall, services: Services, **fields: Any) -> dict[str, Any]
     }
     services.metadata.record_step(StepRecord(**record))
     return record
-
-
-def _values(
-    call: StepCall, inputs: dict[str, ValueRef], outputs: dict[str, ValueRef]
-) -> list[ValueRecord]:
-    """The records of a call's input and output values, with their lineage."""
-    sources: dict[str, str] = {}
-    for edge in call.edges:
-        source, _, target = edge.partition(" -> ")
-        sources[target] = source
-    records = []
-    input_ids = []
-    for port, ref in inputs.items():
-        value_id = ids.input_value(call.step_id, port)
-        input_ids.append(ids.chunk(value_id, call.item))
-        origin = sources.get(value_id)
-        records.append(
-            _value(call, ids.chunk(value_id, call.item), port, ref, [origin] if origin else [])
-        )
-    for port, ref in outputs.items():
-        value_id = ids.chunk(ids.output_value(call.step_id, port), call.item)
-        records.append(_value(call, value_id, port, ref, sorted(input_ids)))
-    return records
-
-
-def _value(
-    call: StepCall, value_id: str, port: str, ref: ValueRef, sources: list[str]
-) -> ValueRecord:
-    return ValueRecord(
-        run_id=call.run_id,
-        value_id=value_id,
-        data_id=ref.id,
-        producer=call.step_id,
-        port=port,
-        value=ref.value,
-        uri=ref.uri,
-        size=ref.size,
-        sources=sources,
-    )
 
 
 def one_line(exc: BaseException, label: str) -> str:

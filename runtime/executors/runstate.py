@@ -67,6 +67,8 @@ class RunState:
     invocations: dict[str, int] = field(default_factory=dict)
     started: dict[str, float] = field(default_factory=dict)
     """Step ID -> when its first call was made (epoch seconds)."""
+    cached: dict[str, int] = field(default_factory=dict)
+    """Step ID -> how many of its calls the step cache served."""
     created: float = field(default_factory=time.time)
     ended: float | None = None
 
@@ -168,6 +170,15 @@ class RunState:
         outputs = gather(plan.steps[sid].outputs, done, store, plan.threshold)
         del self.chunk_outputs[sid]  # gathered into the step's values
         return self._complete(plan, store, sid, outputs)
+
+    def served(
+        self, plan: RunPlan, store: BlobStore, call: StepCall, result: StepResult
+    ) -> Transition:
+        """A current call was served from the step cache: as :meth:`succeeded`, counted."""
+        if not self.current(call):
+            return Transition()
+        self.cached[call.step_id] = self.cached.get(call.step_id, 0) + 1
+        return self.succeeded(plan, store, call, result)
 
     def attempt_failed(self, plan: RunPlan, call: StepCall, error: str) -> Transition:
         """A current call failed: retry it if its manifest allows, else fail its step."""

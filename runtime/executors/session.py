@@ -11,19 +11,22 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from runtime import ids
+from runtime.executors.cache import serve
 from runtime.executors.calls import StepCall, StepResult, TaskPin
 from runtime.executors.plan import RunPlan
 from runtime.executors.records import record_changes, step_mark
 from runtime.executors.runstate import DEFAULT_MAX_LOST, RunState, Transition
 from runtime.graph import PipelineGraph
+from runtime.inputs import file_data_id, is_file_input
+from runtime.manifest import PipelineManifest
 from runtime.registry import RegistryCatalog
 from runtime.services import Services
 from runtime.stores.metadata import RunRecord, ValueRecord, utc_now
-from runtime.values import encode
+from runtime.values import BlobStore, ValueRef, encode
 
 
 def new_run_id() -> str:
@@ -43,8 +46,23 @@ def pins_for(graph: PipelineGraph, catalog: RegistryCatalog) -> dict[str, TaskPi
             task.timeout,
             task.max_retries,
             task.retry_backoff,
+            task.cache and graph.pipeline.step(sid).cache,
         )
     return pins
+
+
+def input_ref(
+    pipeline: PipelineManifest, name: str, value: Any, store: BlobStore, threshold: int
+) -> ValueRef:
+    """A pipeline input as it travels; a file input's data ID is its file's content
+    (:func:`runtime.inputs.file_data_id`), not its path."""
+    ref = encode(value, store, threshold)
+    port = pipeline.inputs.get(name)
+    if port is not None and is_file_input(port) and isinstance(value, str):
+        content = file_data_id(value)
+        if content is not None:
+            return replace(ref, id=content)
+    return ref
 
 
 @dataclass
@@ -68,13 +86,17 @@ class RunSession:
         batch_id: str | None = None,
         run_id: str | None = None,
         owner: str | None = None,
+        reuse: bool = True,
     ) -> RunSession:
         """Record a new running run, its pipeline inputs and its pending steps."""
         pipeline = graph.pipeline
         run_id = run_id or new_run_id()
         threshold = services.settings.inline_threshold
-        refs = {name: encode(value, services.access, threshold) for name, value in inputs.items()}
-        plan = RunPlan.build(graph, pins, services.access, threshold)
+        refs = {
+            name: input_ref(graph.pipeline, name, value, services.access, threshold)
+            for name, value in inputs.items()
+        }
+        plan = RunPlan.build(graph, pins, services.access, threshold, reuse)
         record = RunRecord(
             run_id=run_id,
             pipeline=pipeline.name,
@@ -113,9 +135,22 @@ class RunSession:
         return self.record.run_id
 
     def apply(self, transition: Transition) -> list[StepCall]:
-        """Record what ``transition`` changed; return the calls it starts."""
+        """Record what ``transition`` changed; return the calls it starts that the step
+        cache does not serve."""
         record_changes(self.services.metadata, self.plan, self.state, transition.changed)
-        return transition.calls
+        return self.serve_cached(transition.calls)
+
+    def serve_cached(self, calls: list[StepCall]) -> list[StepCall]:
+        """Serve those of ``calls`` the step cache holds, and what they unlock, recording
+        them (:mod:`runtime.executors.cache`); the calls left to run."""
+        services = self.services
+        max_age = services.settings.cache_max_age
+        served = serve(self.plan, self.state, calls, services.metadata, services.access, max_age)
+        if served.hits:
+            values, steps = served.records()
+            services.metadata.record(values, steps)
+            record_changes(services.metadata, self.plan, self.state, served.changed)
+        return served.calls
 
     def start(self) -> list[StepCall]:
         return self.apply(self.state.start(self.plan, self.services.access))
@@ -200,6 +235,7 @@ def result_document(
                 "task": f"{step.pin.name}@{step.pin.version}",
                 "status": state.status[sid],
                 "invocations": state.invocations.get(sid, 0),
+                "cached": state.cached.get(sid, 0),
                 "seconds": round(state.seconds.get(sid, 0.0), 4),
             }
             for sid, step in plan.steps.items()

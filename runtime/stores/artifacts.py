@@ -217,3 +217,7 @@ class ArtifactAccess:
     def get_blob(self, uri: str) -> bytes:
         """The bytes behind an ``artifact://`` URI, verified against its digest."""
         return read_blob(self.store, parse_artifact_uri(uri))
+
+    def has_blob(self, uri: str) -> bool:
+        """Whether the store holds the blob an ``artifact://`` URI names."""
+        return self.store.exists(blob_key(parse_artifact_uri(uri)))

@@ -26,6 +26,7 @@ TEST_TASKS = [
     "describe_v2",
     "crash",
     "hang",
+    "square",
 ]
 
 
