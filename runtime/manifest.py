@@ -17,6 +17,9 @@ from typing import Any, Literal
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
+from runtime.conditions import Condition, ConditionError
+from runtime.conditions import Reference as ConditionReference
+from runtime.conditions import parse as parse_condition
 from runtime.problems import ManifestError, Problem
 from runtime.yamlsource import Key, Located, load_yaml
 
@@ -162,7 +165,7 @@ class Step:
     index: int
     cache: bool = True
     """False: never reuse a cached result for this step (its task must opt in as well)."""
-    when: str | None = None
+    when: Condition | None = None
     """The condition the step runs under (see :mod:`runtime.conditions`)."""
 
     @property
@@ -170,11 +173,24 @@ class Step:
         return ("steps", self.index)
 
     def references(self) -> list[tuple[Reference, Key]]:
-        """Every reference this step reads, with its manifest position."""
+        """Every reference this step reads, its condition's included, with its manifest
+        position."""
+        refs = self.input_references()
+        if self.when is not None:
+            refs += [(condition_reference(r), (*self.key, "when")) for r in self.when.references]
+        return refs
+
+    def input_references(self) -> list[tuple[Reference, Key]]:
+        """The references feeding the step's inputs (bindings and foreach)."""
         refs = [(b.reference, b.key) for b in self.bindings.values() if b.reference]
         if self.foreach:
             refs.append((self.foreach.source, self.foreach.key))
         return refs
+
+
+def condition_reference(ref: ConditionReference) -> Reference:
+    """A condition's reference as a manifest :class:`Reference`."""
+    return Reference(None if ref.source == "inputs" else ref.source, ref.port)
 
 
 @dataclass(frozen=True)
@@ -453,5 +469,13 @@ def _step(located: Located, index: int, raw: dict[str, Any], problems: list[Prob
         foreach,
         index,
         raw.get("cache", True),
-        raw.get("when"),
+        _condition(located, (*key, "when"), raw["when"], problems) if "when" in raw else None,
     )
+
+
+def _condition(located: Located, key: Key, text: str, problems: list[Problem]) -> Condition | None:
+    try:
+        return parse_condition(text)
+    except ConditionError as exc:
+        problems.append(located.problem_inside(key, exc.column, f"when: {exc}"))
+        return None

@@ -18,7 +18,14 @@ import jsonschema
 from runtime.catalog import TaskCatalog, UnknownTask, resolve
 from runtime.compat import incompatibilities
 from runtime.graph import PipelineGraph, compile_pipeline, dependencies, find_cycle
-from runtime.manifest import JoinOutput, PipelineManifest, Reference, Step, TaskManifest
+from runtime.manifest import (
+    JoinOutput,
+    PipelineManifest,
+    Reference,
+    Step,
+    TaskManifest,
+    condition_reference,
+)
 from runtime.problems import ManifestError, Problem, errors
 from runtime.versions import ConstraintError, parse_constraint
 from runtime.yamlsource import Key, Located
@@ -108,6 +115,9 @@ class _Checker:
                 self._check_reference(step, binding.reference, binding.key, schema, label, port)
             else:
                 self._check_constant(binding.constant, binding.key, schema, label, port)
+        if step.when is not None:
+            self._check_condition(step, label)
+        self._check_conditional_inputs(step, label)
         fed = set(step.bindings)
         if step.foreach:
             fed.add(step.foreach.port)
@@ -152,6 +162,35 @@ class _Checker:
         self._check_reference(
             step, foreach.source, foreach.key, task.inputs[foreach.port].schema, label, foreach.port
         )
+
+    def _check_condition(self, step: Step, label: str) -> None:
+        """The references of the step's ``when``: known, and not its own outputs."""
+        assert step.when is not None
+        key = (*step.key, "when")
+        for ref in step.when.references:
+            if ref.source == step.id:
+                message = f"{label}: when reads its own output {ref.text}"
+            else:
+                _, why = self._producer_schema(condition_reference(ref))
+                if why is None:
+                    continue
+                message = f"{label}: when: {why}"
+            self.problems.append(self.src.problem_inside(key, ref.column, message))
+
+    def _check_conditional_inputs(self, step: Step, label: str) -> None:
+        """Warn of a step reading a conditional step's outputs without a ``when`` of its
+        own: it is skipped whenever its source is, which its own ``when`` states."""
+        if step.when is not None:
+            return
+        for ref, key in step.input_references():
+            source = self.steps.get(ref.step or "")
+            if source is not None and source.when is not None:
+                message = (
+                    f"{label} reads {ref}, but step {source.id} runs only when "
+                    f"{source.when.text}: {step.id} is skipped whenever {source.id} is "
+                    f"(give {step.id} a when to say so)"
+                )
+                self.problems.append(self.src.problem(key, message, warning=True))
 
     def _producer_schema(self, ref: Reference) -> tuple[dict[str, Any] | None, str | None]:
         """The schema a reference yields, or (None, why not)."""

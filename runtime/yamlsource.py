@@ -60,6 +60,8 @@ class Located:
     data: Any
     values: dict[Key, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Key, tuple[int, int]] = field(default_factory=dict)
+    lines: tuple[str, ...] = field(default=(), repr=False)
+    """The document's text, by line (to place problems inside a one-line scalar)."""
 
     def where(self, key: Key, *, at_key: bool = False) -> tuple[int, int]:
         """Position of the node at ``key`` (or of its mapping key), else its nearest parent."""
@@ -71,6 +73,30 @@ class Located:
                 return self.values[key]
             key = key[:-1]
         return (1, 1)
+
+    def inside(self, key: Key, offset: int) -> tuple[int, int]:
+        """Position of character ``offset`` (1-based) of the string at ``key``, when the
+        string is written on one line as it is (plain or quoted, without escapes); else the
+        string's own position."""
+        line, column = self.where(key)
+        text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+        value = self._value(key)
+        quoted = text[column - 1 : column] in ("'", '"')
+        written = text[column - 1 + quoted : column - 1 + quoted + len(value)]
+        if isinstance(value, str) and written == value:
+            return line, column + quoted + offset - 1
+        return line, column
+
+    def _value(self, key: Key) -> Any:
+        node = self.data
+        for part in key:
+            node = node[part]
+        return node
+
+    def problem_inside(self, key: Key, offset: int | None, message: str) -> Problem:
+        """An error at character ``offset`` of the string at ``key`` (see :meth:`inside`)."""
+        line, column = self.inside(key, offset) if offset is not None else self.where(key)
+        return Problem(self.path, line, column, "error", message)
 
     def problem(
         self, key: Key, message: str, *, at_key: bool = False, warning: bool = False
@@ -101,7 +127,7 @@ def load_yaml(path: str | Path, text: str | None = None, *, max_bytes: int = MAX
         raise _fail(name, f"invalid YAML: {_one_line(str(exc))}") from None
     located = Located(name, None)
     data = _Plain(located).convert(node, ())
-    return Located(name, data, located.values, located.keys)
+    return Located(name, data, located.values, located.keys, tuple(text.splitlines()))
 
 
 class _Refused(Exception):

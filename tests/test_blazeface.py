@@ -267,7 +267,7 @@ def test_manifest_default_and_outputs_fit_the_next_steps(
     from runtime.samples import sample_path
 
     manifest = load_task(PLUGIN / "manifest.yaml")
-    assert manifest.version == "1.1.0"
+    assert manifest.version == "1.1.1"
     assert manifest.inputs["detector"].default == "blazeface"
     assert manifest.inputs["detector"].schema["enum"] == ["blazeface", "hog", "haar"]
 

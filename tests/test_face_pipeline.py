@@ -35,25 +35,33 @@ def face_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def face_run(
     request: pytest.FixtureRequest, face_home: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Services, dict]]:
-    """Runs the pipeline on astronaut and group6 with each executor; yields the results."""
-    images = [sample_path(name, face_home.parent / "samples") for name in ("astronaut", "group6")]
+    """Runs the pipeline on astronaut, group6 and coffee (no faces) with each executor, then
+    astronaut again (served from the cache); yields the results by image."""
+    names = ("astronaut", "group6", "coffee")
+    images = [sample_path(name, face_home.parent / "samples") for name in names]
     with Services.open(Settings.load({"home": str(face_home)})) as services:
         checked, pins = prepare(services, PIPELINE)
         runs = [{"image_path": str(i)} for i in images]
+        services.metadata.clear_cache()  # the other executor's results are not reused
         if request.param == "local":
             sessions = execute(services, checked, pins, runs, workers=2)
-            yield services, {"astronaut": sessions[0].result, "group6": sessions[1].result}
-            return
-        folder = tmp_path_factory.mktemp("redis")
-        with redis_server(folder) as broker:
-            worker = start_worker(broker, {"WTM_HOME": str(face_home)}, folder / "worker.log")
-            try:
-                sessions = execute(
-                    services, checked, pins, runs, executor="celery", broker_url=broker
-                )
-            finally:
-                stop_worker(worker)
-        yield services, {"astronaut": sessions[0].result, "group6": sessions[1].result}
+            sessions += execute(services, checked, pins, runs[:1], workers=2)
+        else:
+            folder = tmp_path_factory.mktemp("redis")
+            with redis_server(folder) as broker:
+                worker = start_worker(broker, {"WTM_HOME": str(face_home)}, folder / "worker.log")
+                try:
+                    sessions = []
+                    for batch in (runs, runs[:1]):
+                        sessions += execute(
+                            services, checked, pins, batch, executor="celery", broker_url=broker
+                        )
+                finally:
+                    stop_worker(worker)
+        yield (
+            services,
+            dict(zip([*names, "astronaut again"], [s.result for s in sessions], strict=True)),
+        )
 
 
 def test_result_has_the_seed_report_shape(face_run):
@@ -98,3 +106,30 @@ def test_records_pin_each_step_to_its_package(face_run):
     assert steps["001"].digest == digests["face_detection"]
     assert steps["003"].digest == digests["face_features"]
     assert all(s.status == "succeeded" for s in steps.values())
+
+
+def test_an_image_without_faces_skips_attributes_and_features(face_run):
+    services, results = face_run
+    result = results["coffee"]
+    summary = result["processing_summary"]
+    assert summary["status"] == "succeeded" and result["faces"] == []
+    steps = {s.step_id: s for s in services.metadata.list_steps(summary["run_id"])}
+    reason = "condition false: len($001.faces_array) > 0"
+    assert (steps["002"].status, steps["002"].error) == ("skipped", reason)
+    assert (steps["003"].status, steps["003"].error) == ("skipped", reason)
+
+
+def test_an_image_run_again_is_served_from_the_cache_with_the_same_result(face_run):
+    services, results = face_run
+    first, again = results["astronaut"], results["astronaut again"]
+    assert again["faces"] == first["faces"]
+    summary = again["processing_summary"]
+    assert summary["sequential_time"] == 0
+    first_id = first["processing_summary"]["run_id"]
+    steps = services.metadata.list_steps(summary["run_id"])
+    assert {(s.step_id, s.item): s.cached_from for s in steps} == {
+        ("001", -1): f"{first_id}/001",
+        ("002", -1): f"{first_id}/002",
+        ("003", 0): f"{first_id}/003[0]",  # the one face's chunk
+        ("003", -1): None,  # the gathered step: made from its chunks, in this run
+    }

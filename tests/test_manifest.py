@@ -95,8 +95,8 @@ def test_durations(text, expected):
             "entrypoint: plugin\n",
             "entrypoint: plugin\ncolour: red\n",
             (6, 1),
-            "unknown field 'colour' in manifest (allowed: apiVersion, description, entrypoint, inputs, "
-            "kind, name, outputs, requirements, retries, timeout, version)",
+            "unknown field 'colour' in manifest (allowed: apiVersion, cache, description, entrypoint, "
+            "inputs, kind, name, outputs, requirements, retries, timeout, version)",
         ),
         (
             "  name: {schema: {type: string}}",

@@ -177,7 +177,7 @@ def test_install_real_face_plugin_with_relative_imports(
 ) -> None:
     folder = copy_plugin(FACE_DETECTION, tmp_path / "face_detection")
     record = registry.install(folder).record
-    assert (record.name, record.version) == ("face_detection", "1.1.0")
+    assert (record.name, record.version) == ("face_detection", "1.1.1")
     assert "faces_array" in record.outputs
     assert services.artifacts.exists(record.object_key)
 

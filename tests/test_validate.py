@@ -307,3 +307,67 @@ def test_bad_output_reference(tmp_path):
     assert problems_of(tmp_path, text)[0].message.startswith(
         "output 'faces': step 002 (describe@1.0.0) has no output port 'nope'"
     )
+
+
+# when: conditions
+
+
+def conditional(when: str) -> str:
+    return with_step(
+        GOOD,
+        f"""\
+        - id: "004"
+          task: describe@^1
+          when: "{when}"
+          with: {{image_path: $inputs.image_path, faces_array: $001.faces_array}}
+        """,
+    )
+
+
+@pytest.mark.parametrize(
+    ("when", "column", "message"),
+    [
+        ("len($001.faces_array > 0", 36, "when: unexpected end of condition at column 25"),
+        ("len($009.faces) > 0", 16, "step 004 (describe@1.0.0): when: unknown step '009'"),
+        (
+            "$001.faces == 1",
+            12,
+            "step 004 (describe@1.0.0): when: step 001 (detect@1.2.0) has no output port 'faces'",
+        ),
+        ("$inputs.size > 1", 12, "step 004 (describe@1.0.0): when: unknown pipeline input 'size'"),
+        ("$004.described == null", 12, "step 004 (describe@1.0.0): when reads its own output"),
+        ("size($001.faces_array)", 12, "when: unknown function 'size' at column 1"),
+    ],
+)
+def test_a_bad_condition_is_reported_where_it_is(tmp_path, when, column, message):
+    # line 20 is `    when: "..."`: the expression starts at column 12, after the quote
+    found = [p for p in problems_of(tmp_path, conditional(when)) if "when" in p.message]
+    line, found_column, text = only(found)
+    assert (line, found_column) == (20, column)
+    assert text.startswith(message), text
+
+
+def test_a_condition_orders_the_steps_it_reads(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(conditional("len($002.described) > 0"))
+    checked = check_pipeline(load_pipeline(path), DirectoryCatalog([TASKS]))
+    assert "002" in checked.graph.deps["004"]
+
+
+def test_reading_a_conditional_step_without_a_condition_is_warned_of(tmp_path):
+    text = with_step(
+        conditional("true"),
+        """\
+        - id: "005"
+          task: describe@^1
+          with: {image_path: $inputs.image_path, faces_array: $004.described}
+        """,
+    )
+    problem = problems_of(tmp_path, text)
+    assert [(p.severity, p.message) for p in problem] == [
+        (
+            "warning",
+            "step 005 (describe@1.0.0) reads $004.described, but step 004 runs only when "
+            "true: 005 is skipped whenever 004 is (give 005 a when to say so)",
+        )
+    ]

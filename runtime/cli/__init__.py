@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from runtime.cli.cache import cache
 from runtime.cli.config import config, doctor
 from runtime.cli.dashboard import dashboard, watch
 from runtime.cli.demo import demo
@@ -30,6 +31,7 @@ cli.add_command(graph)
 cli.add_command(plugin)
 cli.add_command(run)
 cli.add_command(runs)
+cli.add_command(cache)
 cli.add_command(lineage_command)
 cli.add_command(demo)
 cli.add_command(worker)

@@ -103,7 +103,7 @@ def show(run_id: str, as_json: bool) -> None:
             s.step_id,
             "" if s.item < 0 else str(s.item),
             f"{s.task}@{s.task_version}",
-            styled(s.status),
+            Text.assemble(styled(s.status), (" (cached)", "cyan") if s.cached_from else ""),
             str(s.attempt),
             s.worker or "",
             f"{s.seconds:.3f}" if s.seconds is not None else "",
@@ -112,8 +112,13 @@ def show(run_id: str, as_json: bool) -> None:
         )
     console.print(table)
     for s in steps:
-        if s.error and s.status == "failed":
-            console.print(Text(f"{s.step_id}: {s.error}", style="red"), soft_wrap=True)
+        key = s.step_id if s.item < 0 else f"{s.step_id}[{s.item}]"
+        if s.error and s.status in ("failed", "skipped"):
+            style = "red" if s.status == "failed" else "dim"
+            console.print(Text(f"{key}: {s.error}", style=style), soft_wrap=True)
+        elif s.cached_from:
+            note = f"{key}: served from the cache, computed by run {s.cached_from}"
+            console.print(Text(note, style="cyan"), soft_wrap=True)
     if run.error:
         console.print(Text.assemble(("error:", "red"), f" {run.error}"), soft_wrap=True)
 

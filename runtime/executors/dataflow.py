@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from runtime import ids
@@ -50,20 +50,30 @@ def reference_value(ref: Reference) -> str:
 
 
 def compute_outputs(
-    spec: Mapping[str, Any], values: Mapping[str, ValueRef], store: BlobStore
+    spec: Mapping[str, Any],
+    values: Mapping[str, ValueRef],
+    store: BlobStore,
+    absent: Collection[str] = (),
 ) -> dict[str, Any]:
-    """The pipeline outputs whose values exist (all of them when the run succeeded)."""
+    """The pipeline outputs whose values exist (all of them when the run succeeded).
+
+    ``absent``: values of steps a ``when`` skipped. An output reading one is null; a join
+    leaves that section out (joining the others).
+    """
     result: dict[str, Any] = {}
     for name, out in spec.items():
         if "ref" in out:
             if out["ref"] in values:
                 result[name] = decode(values[out["ref"]], store)
-        elif all(v in values for v in out["from"].values()):
+            elif out["ref"] in absent:
+                result[name] = None
+        elif all(v in values or v in absent for v in out["from"].values()):
             result[name] = join(
                 out["join"],
                 {
                     section: (vid, decode(values[vid], store))
                     for section, vid in out["from"].items()
+                    if vid in values
                 },
             )
     return result

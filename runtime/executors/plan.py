@@ -8,15 +8,20 @@ any worker can rebuild the call from the plan and the run state.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
 
 from runtime import ids
+from runtime.conditions import Condition
+from runtime.conditions import Reference as ConditionReference
+from runtime.conditions import parse as parse_condition
 from runtime.executors.calls import TaskPin
 from runtime.executors.dataflow import outputs_spec, reference_value
 from runtime.graph import PipelineGraph
+from runtime.manifest import condition_reference
 from runtime.values import BlobStore, encode
 
 
@@ -47,6 +52,14 @@ class StepPlan:
     """Position in a valid execution order: ready steps start in this order."""
     depth: int = 0
     """The stage the step is in: the longest chain of steps before it."""
+    condition: str | None = None
+    """The step's ``when``: it runs only if this is true (see :mod:`runtime.conditions`)."""
+    reads: tuple[str, ...] = ()
+    """The steps whose outputs feed its inputs (its ``needs`` add those its condition reads)."""
+
+    def when(self) -> Condition | None:
+        """The parsed condition, or None."""
+        return parsed_condition(self.condition) if self.condition is not None else None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,6 +78,8 @@ class StepPlan:
             foreach=ForeachPlan(**foreach) if foreach else None,
             rank=data.get("rank", 0),
             depth=data.get("depth", 0),
+            condition=data.get("condition"),
+            reads=tuple(data.get("reads", ())),
         )
 
 
@@ -118,6 +133,8 @@ class RunPlan:
                 foreach=foreach,
                 rank=rank[sid],
                 depth=depth[sid],
+                condition=step.when.text if step.when is not None else None,
+                reads=tuple(sorted({r.step for r, _ in step.input_references() if r.step})),
             )
         pipeline = graph.pipeline
         name = f"{pipeline.name}@{pipeline.version}"
@@ -131,6 +148,9 @@ class RunPlan:
             reads = [b["ref"] for b in step.bindings.values() if "ref" in b]
             if step.foreach is not None:
                 reads.append(step.foreach.source)
+            condition = step.when()
+            if condition is not None:
+                reads += [condition_value(r) for r in condition.references]
             for value_id in reads:
                 found.setdefault(value_id, set()).add(sid)
         return {value_id: frozenset(steps) for value_id, steps in found.items()}
@@ -168,3 +188,14 @@ class RunPlan:
             data["threshold"],
             data.get("reuse", True),
         )
+
+
+@functools.lru_cache(maxsize=256)
+def parsed_condition(text: str) -> Condition:
+    """A step condition, parsed once per process (plans carry the text)."""
+    return parse_condition(text)
+
+
+def condition_value(ref: ConditionReference) -> str:
+    """The value ID a condition's reference reads."""
+    return reference_value(condition_reference(ref))

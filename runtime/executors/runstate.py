@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from runtime import ids
+from runtime.conditions import ConditionError
+from runtime.conditions import Reference as ConditionReference
 from runtime.executors.calls import WHOLE, StepCall, StepResult
 from runtime.executors.dataflow import chunks, compute_outputs, gather
-from runtime.executors.plan import RunPlan
+from runtime.executors.plan import RunPlan, condition_value
 from runtime.values import BlobStore, ValueRef, decode, encode
 
 StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped", "cancelled"]
@@ -31,6 +33,8 @@ RunStatus = Literal["running", "succeeded", "failed", "cancelled"]
 FINAL = frozenset({"succeeded", "failed", "skipped", "cancelled"})
 DEFAULT_MAX_LOST = 3
 """How many times a step's worker may die under it before the step fails."""
+CONDITION_FALSE = "condition false: "
+"""How the reason of a step skipped by its (or its source's) ``when`` begins."""
 
 
 @dataclass
@@ -44,6 +48,9 @@ class Transition:
         self.calls += other.calls
         self.changed += other.changed
         return self
+
+    def __add__(self, other: Transition) -> Transition:
+        return Transition(self.calls + other.calls, self.changed + other.changed)
 
 
 @dataclass
@@ -103,9 +110,19 @@ class RunState:
         if not self.finished:
             return "running"
         states = set(self.status.values())
-        if states <= {"succeeded"}:
-            return "succeeded"
-        return "cancelled" if "cancelled" in states and "failed" not in states else "failed"
+        if "failed" in states:
+            return "failed"
+        if "cancelled" in states:
+            return "cancelled"
+        unmet = all(self.unmet(sid) for sid, s in self.status.items() if s == "skipped")
+        return "succeeded" if unmet else "failed"
+
+    def unmet(self, sid: str) -> bool:
+        """Whether step ``sid`` was skipped because a ``when`` was false (its own or its
+        source's), rather than because a step before it failed."""
+        return self.status[sid] == "skipped" and self.reasons.get(sid, "").startswith(
+            CONDITION_FALSE
+        )
 
     def errors(self, plan: RunPlan) -> list[str]:
         """The reasons of failed steps, in execution order."""
@@ -139,7 +156,13 @@ class RunState:
     def outputs(self, plan: RunPlan, store: BlobStore) -> dict[str, Any]:
         """The pipeline's declared outputs that exist (all of them when the run succeeded)."""
         refs = {vid: ValueRef.from_json(v) for vid, v in self.values.items()}
-        return compute_outputs(plan.outputs, refs, store)
+        absent = {
+            ids.output_value(sid, port)
+            for sid, step in plan.steps.items()
+            if self.unmet(sid)
+            for port in step.outputs
+        }
+        return compute_outputs(plan.outputs, refs, store, absent)
 
     # --- transitions
 
@@ -248,15 +271,61 @@ class RunState:
         for port, ref in outputs.items():
             self.values[ids.output_value(sid, port)] = ref.to_json()
         self._end(sid, "succeeded")
-        done = Transition(changed=[sid])
+        return Transition(changed=[sid]) + self._unlock(plan, store, sid)
+
+    def _unlock(self, plan: RunPlan, store: BlobStore, sid: str) -> Transition:
+        """Launch the dependants of ``sid`` (just ended) that are now ready."""
+        done = Transition()
         for child in plan.steps[sid].dependants:
-            ready = all(self.status[n] == "succeeded" for n in plan.steps[child].needs)
-            if ready and self.status[child] == "pending":
+            if self.status[child] == "pending" and self._ready(plan, child):
                 done += self._launch(plan, store, child)
         return done
 
+    def _ready(self, plan: RunPlan, sid: str) -> bool:
+        """Every step ``sid`` needs has ended: those it reads succeeded, those only its
+        condition reads may also have been skipped by theirs."""
+        step = plan.steps[sid]
+        return all(
+            self.status[n] == "succeeded" or (n not in step.reads and self.unmet(n))
+            for n in step.needs
+        )
+
+    def _skip_unmet(self, plan: RunPlan, store: BlobStore, sid: str, reason: str) -> Transition:
+        """Step ``sid`` does not run (a ``when`` was false): skip it, and the steps reading
+        its outputs, with ``reason``; launch the steps only whose conditions read it."""
+        self._end(sid, "skipped", reason)
+        done = Transition(changed=[sid])
+        for child in plan.steps[sid].dependants:
+            if self.status[child] != "pending":
+                continue
+            if sid in plan.steps[child].reads:
+                done += self._skip_unmet(plan, store, child, reason)
+            elif self._ready(plan, child):
+                done += self._launch(plan, store, child)
+        return done
+
+    def _condition_holds(self, plan: RunPlan, store: BlobStore, sid: str) -> bool:
+        """Step ``sid``'s ``when`` is true (a reference to a skipped step's output reads
+        null); :class:`ConditionError` if it cannot be evaluated."""
+        condition = plan.steps[sid].when()
+        if condition is None:
+            return True
+
+        def resolve(ref: ConditionReference) -> Any:
+            value_id = condition_value(ref)
+            return decode(self.value(value_id), store) if value_id in self.values else None
+
+        return condition.evaluate(resolve)
+
     def _launch(self, plan: RunPlan, store: BlobStore, sid: str) -> Transition:
         step = plan.steps[sid]
+        try:
+            holds = self._condition_holds(plan, store, sid)
+        except ConditionError as exc:
+            label = f"step {sid} ({step.pin.name}@{step.pin.version})"
+            return self._fail(plan, sid, f"{label}: when {step.condition}: {exc}")
+        if not holds:
+            return self._skip_unmet(plan, store, sid, CONDITION_FALSE + str(step.condition))
         self.status[sid] = "running"
         self.started.setdefault(sid, time.time())
         inputs = {
