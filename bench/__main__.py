@@ -1,4 +1,4 @@
-"""``python -m bench [overhead] [faces] [compile]``: run the benchmarks (all by default).
+"""``python -m bench [overhead] [faces] [cache] [compile]``: run the benchmarks (all by default).
 
 Prints one table (case, baseline, measured, ratio, target, met?) and writes JSON
 with machine info to bench/results/: one file per benchmark and ``bench.json``
@@ -59,9 +59,18 @@ def faces_rows() -> list[dict[str, Any]]:
     return rows
 
 
+def cache_rows() -> list[dict[str, Any]]:
+    from bench import cache
+
+    rows = cache.run()
+    save("cache", rows)
+    return rows
+
+
 BENCHES: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "overhead": overhead_rows,
     "faces": faces_rows,
+    "cache": cache_rows,
     "compile": compile_rows,
 }
 

@@ -124,10 +124,14 @@ def local_runs(
     checked: Any,
     pins: Mapping[str, Any],
     runs: Sequence[Mapping[str, Any]],
+    reuse: bool = False,
 ) -> list[RunSession]:
     """What :func:`runtime.execute.execute` does for ``local``, on a pool kept warm between
-    calls (``execute`` starts a new pool each call)."""
-    sessions = [RunSession.create(services, checked.graph, pins, r, "local") for r in runs]
+    calls (``execute`` starts a new pool each call). Nothing is served from the step cache
+    unless ``reuse``: the benchmarks measure work."""
+    sessions = [
+        RunSession.create(services, checked.graph, pins, r, "local", reuse=reuse) for r in runs
+    ]
     executor.run(sessions)
     return sessions
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from runtime import ids
 from runtime.stores.metadata import MetadataStore, ValueRecord
 
 
@@ -13,6 +14,9 @@ class LineageNode:
 
     value: ValueRecord
     sources: list[LineageNode] = field(default_factory=list)
+    cached_from: str | None = None
+    """An output served from the step cache: the execution that computed it
+    (``RUN_ID/STEP[ITEM]``), whose lineage goes on in that run."""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -20,6 +24,7 @@ class LineageNode:
             "data_id": self.value.data_id,
             "producer": self.value.producer,
             "size": self.value.size,
+            "cached_from": self.cached_from,
             "sources": [s.to_json() for s in self.sources],
         }
 
@@ -30,8 +35,15 @@ def lineage(store: MetadataStore, run_id: str, value_id: str) -> LineageNode:
     if value_id not in values:
         raise KeyError(value_id)
 
+    served = {(s.step_id, s.item): s.cached_from for s in store.list_steps(run_id)}
+
     def build(vid: str, seen: frozenset[str]) -> LineageNode:
-        node = LineageNode(values[vid])
+        record = values[vid]
+        base, item = ids.split_chunk(vid)
+        computed = base.startswith(ids.output_value(record.producer, ""))
+        node = LineageNode(
+            record, cached_from=served.get((record.producer, item)) if computed else None
+        )
         for source in values[vid].sources:
             if source in values and source not in seen:
                 node.sources.append(build(source, seen | {source}))

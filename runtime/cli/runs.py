@@ -143,6 +143,7 @@ def _label(node: LineageNode) -> Text:
     return Text.assemble(
         (v.value_id, "cyan"),
         (f"  {v.data_id[:19]}  {v.size} B  {origin}" + (f"  {v.uri}" if v.uri else ""), "dim"),
+        (f"  cached: computed by run {node.cached_from}", "cyan") if node.cached_from else "",
     )
 
 

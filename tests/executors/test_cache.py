@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from runtime.lineage import lineage
 from runtime.stores.artifacts import blob_key, parse_artifact_uri
 
 ONE_STEP = """
@@ -58,6 +59,9 @@ def test_a_step_run_again_on_the_same_data_is_served_from_the_cache(run, service
     assert summary["status"] == "succeeded"
     assert summary["steps"]["001"]["cached"] == 1  # calls served from the cache
     assert summary["sequential_time"] == 0  # served results are not counted as work
+    tree = lineage(services.metadata, second.run_id, "output_001_ys")
+    assert tree.cached_from == f"{first.run_id}/001"  # its lineage goes on in that run
+    assert lineage(services.metadata, first.run_id, "output_001_ys").cached_from is None
     output = services.metadata.get_value(second.run_id, "output_001_ys")
     assert output.value == [1, 4, 9] and output.sources == [
         "input_001_probe",

@@ -79,7 +79,8 @@ def in_background(
     cluster: Cluster, path: Path, runs: list[dict[str, Any]]
 ) -> tuple[threading.Thread, list[RunSession]]:
     """``execute`` of one run per inputs in ``runs`` on the celery executor, in a client
-    thread; the thread and the list its sessions land in when they end."""
+    thread; the thread and the list its sessions land in when they end. Nothing is served
+    from the step cache: every step of every run is work a fault can hit."""
     checked, pins = prepare(cluster.services, path)
     sessions: list[RunSession] = []
     client = threading.Thread(
@@ -91,6 +92,7 @@ def in_background(
                 runs,
                 executor="celery",
                 broker_url=cluster.redis.url,
+                reuse=False,
             )
         ),
         daemon=True,
