@@ -41,6 +41,15 @@ def status_text(status: str) -> Text:
     return Text(f"{GLYPH.get(status, '?')} {status}", style=STYLE.get(status, ""))
 
 
+def step_status_text(step: StepRecord) -> Text:
+    """A step execution's :func:`status_text`, marked ``cached`` when the step cache
+    served it."""
+    text = status_text(step.status)
+    if step.cached_from:
+        text.append(" cached", style="cyan")
+    return text
+
+
 def parse_time(stamp: str | None) -> datetime | None:
     """An ISO 8601 timestamp from a record, or None."""
     if not stamp:

@@ -25,6 +25,7 @@ from tui.format import (
     status_text,
     step_label,
     step_seconds,
+    step_status_text,
 )
 from tui.poller import StepCounts, StepKey, StepsUpdate, StorePoller
 
@@ -56,7 +57,7 @@ def steps_table(steps: dict[StepKey, StepRecord], max_rows: int | None, now: dat
             "" if chunk else str(stage_of.get(step.step_id, "")),
             step_label(step.step_id, step.item),
             f"{step.task}@{step.task_version}",
-            status_text(step.status),
+            step_status_text(step),
             str(step.attempt) if step.started_at else "",
             step.worker or "",
             duration(step_seconds(step, now)),
@@ -101,7 +102,7 @@ def transition(step: StepRecord, before: StepRecord | None) -> Text | None:
         "  ",
         (step_label(step.step_id, step.item), "bold"),
         f" {step.task}  ",
-        status_text(step.status),
+        step_status_text(step),
     )
     if step.status == "running" and step.worker:
         line.append(f" on {step.worker}", style="dim")

@@ -173,3 +173,13 @@ def test_formats() -> None:
     assert preview([{"face_id": 0, "bbox": [1, 2, 3, 4]}]) == "1 record: face_id, bbox"
     assert preview(list(range(100))).startswith("100 items: [0, 1, 2, 3, …]")
     assert len(preview("x" * 500, 40)) == 40
+
+
+def test_a_cached_step_is_marked_wherever_its_status_shows() -> None:
+    from runtime.stores.metadata import StepRecord
+    from tui.format import step_status_text
+
+    computed = StepRecord(run_id="r2", step_id="001", status="succeeded")
+    served = StepRecord(run_id="r2", step_id="001", status="succeeded", cached_from="r1/001")
+    assert step_status_text(computed).plain == "✔ succeeded"
+    assert step_status_text(served).plain == "✔ succeeded cached"

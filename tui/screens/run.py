@@ -23,6 +23,7 @@ from tui.format import (
     status_text,
     step_label,
     step_seconds,
+    step_status_text,
 )
 from tui.poller import StepCounts, StepKey
 from tui.screens.base import LiveScreen
@@ -56,7 +57,7 @@ def step_row(step: StepRecord, stage: int | None, narrow: bool, now: datetime) -
             style="dim" if chunk else "bold",
         ),
         Text(task, style="dim") if chunk else task,
-        status_text(step.status),
+        step_status_text(step),
         str(step.attempt) if step.started_at else "",
         step.worker or "",
         duration(step_seconds(step, now)),

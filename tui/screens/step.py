@@ -21,9 +21,9 @@ from tui.format import (
     duration,
     short_digest,
     size,
-    status_text,
     step_label,
     step_seconds,
+    step_status_text,
     value_preview,
     value_view,
 )
@@ -46,7 +46,7 @@ def step_header(step: StepRecord, now: datetime) -> Group:
     """Status, task, attempt, worker, timing and record IDs of a step execution."""
     lines = [
         Text.assemble(
-            status_text(step.status),
+            step_status_text(step),
             "  step ",
             (step_label(step.step_id, step.item), "bold"),
             "  ",
@@ -66,6 +66,8 @@ def step_header(step: StepRecord, now: datetime) -> Group:
         ),
         Text.assemble(("records ", "dim"), step.input_id, ", ", step.output_id),
     ]
+    if step.cached_from:
+        lines.append(Text(f"served from the cache, computed by run {step.cached_from}", "cyan"))
     for line in lines:
         line.no_wrap = True
         line.overflow = "ellipsis"
