@@ -24,7 +24,7 @@ from typing import Any
 from runtime import ids
 from runtime.executors.calls import StepCall, StepResult
 from runtime.executors.plan import RunPlan
-from runtime.executors.records import call_values
+from runtime.executors.records import call_values, change_records
 from runtime.executors.runstate import RunState
 from runtime.stores.artifacts import URI_PREFIX, ArtifactAccess
 from runtime.stores.metadata import (
@@ -67,6 +67,7 @@ def cache_entry(
         outputs={port: ref.to_json() for port, ref in outputs.items()},
         seconds=seconds,
         size=sum(ref.size for ref in outputs.values()),
+        artifacts=sorted(set(artifact_uris(outputs))),
     )
 
 
@@ -116,10 +117,12 @@ class Served:
     hits: list[Hit] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
 
-    def records(self) -> tuple[list[ValueRecord], list[StepRecord]]:
-        """The value and step records of every hit."""
-        values: list[ValueRecord] = []
-        steps: list[StepRecord] = []
+    def records(
+        self, store: MetadataStore, plan: RunPlan, state: RunState
+    ) -> tuple[list[ValueRecord], list[StepRecord]]:
+        """The value and step records of every hit, and of the steps the hits changed
+        (see :func:`runtime.executors.records.change_records`), to write at once."""
+        values, steps = change_records(store, plan, state, self.changed)
         for hit in self.hits:
             hit_values, step = hit.records()
             values += hit_values
@@ -168,18 +171,18 @@ def lookup(
     return {
         key: entry
         for key, entry in entries.items()
-        if entry.created_at >= oldest and all(access.has_blob(u) for u in artifact_uris(entry))
+        if entry.created_at >= oldest and all(access.has_blob(u) for u in entry.artifacts)
     }
 
 
-def artifact_uris(entry: CacheEntry) -> Iterator[str]:
-    """The artifacts an entry's outputs need: values stored by reference, and URIs inside
-    inline values (a plugin's files)."""
-    for ref in entry.outputs.values():
-        if ref.get("uri"):
-            yield ref["uri"]
+def artifact_uris(outputs: Mapping[str, ValueRef]) -> Iterator[str]:
+    """The artifacts outputs need: values stored by reference, and URIs inside inline
+    values (a plugin's files)."""
+    for ref in outputs.values():
+        if ref.uri is not None:
+            yield ref.uri
         else:
-            yield from _uris_in(ref.get("value"))
+            yield from _uris_in(ref.value)
 
 
 def _uris_in(value: Any) -> Iterator[str]:

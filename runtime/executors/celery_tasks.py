@@ -25,7 +25,7 @@ from runtime.executors.calls import StepCall, TaskPin
 from runtime.executors.celery_app import batched_publishing
 from runtime.executors.liveness import Liveness, holder_alive
 from runtime.executors.plan import RunPlan
-from runtime.executors.records import record_changes
+from runtime.executors.records import change_records
 from runtime.executors.redis_runs import Lease, RedisRuns
 from runtime.executors.runner import StepFailed, one_line, run_call
 from runtime.executors.runstate import RunState, Transition
@@ -163,10 +163,9 @@ def settle(
         return None
     state, (transition, served) = changed
     publish(app, plan, served.calls)
-    if served.hits:
-        values, steps = served.records()
-        store.metadata.record(values, steps)
-    record_changes(store.metadata, plan, state, transition.changed + served.changed)
+    values, steps = served.records(store.metadata, plan, state)
+    more_values, more_steps = change_records(store.metadata, plan, state, transition.changed)
+    store.metadata.record(more_values + values, more_steps + steps)
     if state.finished and transition.changed:
         record_outcome(store, plan, state)
         runs.announce(state, release)

@@ -49,6 +49,13 @@ def record_changes(
     store: MetadataStore, plan: RunPlan, state: RunState, changed: list[str]
 ) -> None:
     """Record the steps a transition changed that no call recorded itself (in one write)."""
+    store.record(*change_records(store, plan, state, changed))
+
+
+def change_records(
+    store: MetadataStore, plan: RunPlan, state: RunState, changed: list[str]
+) -> tuple[list[ValueRecord], list[StepRecord]]:
+    """The value and step records of :func:`record_changes`, to write with others."""
     values: list[ValueRecord] = []
     steps: list[StepRecord] = []
     for sid in changed:
@@ -75,7 +82,7 @@ def record_changes(
                 attempt,
             )
         )
-    store.record(values, steps)
+    return values, steps
 
 
 def gathered_records(

@@ -18,7 +18,7 @@ from runtime import ids
 from runtime.executors.cache import serve
 from runtime.executors.calls import StepCall, StepResult, TaskPin
 from runtime.executors.plan import RunPlan
-from runtime.executors.records import record_changes, step_mark
+from runtime.executors.records import change_records, step_mark
 from runtime.executors.runstate import DEFAULT_MAX_LOST, RunState, Transition
 from runtime.graph import PipelineGraph
 from runtime.inputs import file_data_id, is_file_input
@@ -109,7 +109,6 @@ class RunSession:
             batch_id=batch_id,
             owner=owner,
         )
-        services.metadata.create_run(record)
         values = [
             ValueRecord(
                 run_id=run_id,
@@ -127,7 +126,7 @@ class RunSession:
             step_mark(run_id, sid, step.pin, list(step.edges), "pending")
             for sid, step in plan.steps.items()
         ]
-        services.metadata.record(values, pending)
+        services.metadata.create_run(record, values, pending)
         return cls(services, plan, RunState.new(run_id, plan, refs), record)
 
     @property
@@ -135,21 +134,17 @@ class RunSession:
         return self.record.run_id
 
     def apply(self, transition: Transition) -> list[StepCall]:
-        """Record what ``transition`` changed; return the calls it starts that the step
-        cache does not serve."""
-        record_changes(self.services.metadata, self.plan, self.state, transition.changed)
-        return self.serve_cached(transition.calls)
-
-    def serve_cached(self, calls: list[StepCall]) -> list[StepCall]:
-        """Serve those of ``calls`` the step cache holds, and what they unlock, recording
-        them (:mod:`runtime.executors.cache`); the calls left to run."""
-        services = self.services
-        max_age = services.settings.cache_max_age
-        served = serve(self.plan, self.state, calls, services.metadata, services.access, max_age)
+        """Serve what the step cache holds of the calls ``transition`` starts, and what
+        they unlock (:mod:`runtime.executors.cache`); record all it changed, in one write;
+        return the calls left to run."""
+        store, access = self.services.metadata, self.services.access
+        max_age = self.services.settings.cache_max_age
+        served = serve(self.plan, self.state, transition.calls, store, access, max_age)
+        values, steps = change_records(store, self.plan, self.state, transition.changed)
         if served.hits:
-            values, steps = served.records()
-            services.metadata.record(values, steps)
-            record_changes(services.metadata, self.plan, self.state, served.changed)
+            hit_values, hit_steps = served.records(store, self.plan, self.state)
+            values, steps = values + hit_values, steps + hit_steps
+        store.record(values, steps)
         return served.calls
 
     def start(self) -> list[StepCall]:
@@ -196,11 +191,9 @@ def record_outcome(services: Services, plan: RunPlan, state: RunState) -> dict[s
     """Write a finished run's status, outputs and errors; return the outputs. A run someone
     cancelled stays cancelled, even if its last step finished after the request."""
     outputs = state.outputs(plan, services.access)
-    current = services.metadata.get_run(state.run_id)
-    cancelled = current is not None and current.status == "cancelled"
-    services.metadata.update_run(
+    services.metadata.update_run(  # a cancelled run stays so (apply_run_update)
         state.run_id,
-        status="cancelled" if cancelled else state.outcome,
+        status=state.outcome,
         finished_at=utc_now(),
         outputs=outputs,
         error=state.why_ended(plan),

@@ -180,6 +180,8 @@ class CacheEntry(Record):
     seconds: float = 0.0
     size: int = 0
     created_at: str = field(default_factory=utc_now)
+    artifacts: list[str] = field(default_factory=list)
+    """The ``artifact://`` URIs the outputs need (an entry missing one is not reused)."""
 
     TIMESTAMPS: ClassVar[tuple[str, ...]] = ("created_at",)
 
@@ -223,11 +225,14 @@ def step_update_allowed(current: StepRecord | None, new: StepRecord) -> bool:
 
 
 def apply_run_update(current: RunRecord, fields: Mapping[str, Any]) -> RunRecord:
-    """``current`` with ``fields`` changed; :class:`ValueError` on an unknown field or status."""
+    """``current`` with ``fields`` changed; :class:`ValueError` on an unknown field or status.
+    A cancelled run stays cancelled (its last step may end after the request)."""
     names = {f.name for f in dataclasses.fields(RunRecord)} - {"run_id"}
     unknown = sorted(set(fields) - names)
     if unknown:
         raise ValueError(f"cannot update run field(s): {', '.join(unknown)}")
+    if current.status == "cancelled" and "status" in fields:
+        fields = {**fields, "status": "cancelled"}
     return dataclasses.replace(current, **fields)
 
 
@@ -270,8 +275,14 @@ class MetadataStore(ABC):
     # runs
 
     @abstractmethod
-    def create_run(self, record: RunRecord) -> None:
-        """Record a new run; :class:`Conflict` if its run ID is taken."""
+    def create_run(
+        self,
+        record: RunRecord,
+        values: Sequence[ValueRecord] = (),
+        steps: Sequence[StepRecord] = (),
+    ) -> None:
+        """Record a new run with its first ``values`` and ``steps`` (see :meth:`record`; in
+        one transaction where the store can); :class:`Conflict` if its run ID is taken."""
 
     @abstractmethod
     def update_run(self, run_id: str, /, **fields: Any) -> RunRecord:

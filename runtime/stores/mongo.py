@@ -65,7 +65,7 @@ _JSON_FIELDS: dict[type[Record], tuple[str, ...]] = {
     RunRecord: ("inputs", "outputs"),
     StepRecord: (),
     ValueRecord: ("value",),
-    CacheEntry: ("outputs",),
+    CacheEntry: ("outputs", "artifacts"),
 }
 _KEYS: dict[type[Record], tuple[str, ...]] = {
     PluginRecord: ("name", "version"),
@@ -270,9 +270,15 @@ class MongoMetadataStore(MetadataStore):
 
     # runs
 
-    def create_run(self, record: RunRecord) -> None:
+    def create_run(
+        self,
+        record: RunRecord,
+        values: Sequence[ValueRecord] = (),
+        steps: Sequence[StepRecord] = (),
+    ) -> None:
         if not self._insert(self._runs, record):
             raise Conflict(f"run {record.run_id} already exists")
+        self.record(values, steps)
 
     def update_run(self, run_id: str, /, **fields: Any) -> RunRecord:
         current = self.get_run(run_id)
@@ -380,8 +386,8 @@ class MongoMetadataStore(MetadataStore):
     def cache_stats(self) -> list[CacheStats]:
         with self._errors():
             groups: dict[tuple[str, str], list[CacheEntry]] = {}
-            for doc in self._cache.find({}, {"outputs": 0}):
-                entry = self._load(CacheEntry, {**doc, "outputs": "{}"})
+            for doc in self._cache.find({}, {"outputs": 0, "artifacts": 0}):
+                entry = self._load(CacheEntry, {**doc, "outputs": "{}", "artifacts": "[]"})
                 if entry is not None:
                     groups.setdefault((entry.task, entry.task_version), []).append(entry)
             hits: dict[tuple[str, str], int] = {}

@@ -76,7 +76,7 @@ _STEP_CACHE = (
         key TEXT PRIMARY KEY, task TEXT NOT NULL, task_version TEXT NOT NULL,
         digest TEXT NOT NULL, run_id TEXT NOT NULL, step_id TEXT NOT NULL,
         item INTEGER NOT NULL, outputs TEXT NOT NULL, seconds REAL NOT NULL,
-        size INTEGER NOT NULL, created_at TEXT NOT NULL)""",
+        size INTEGER NOT NULL, created_at TEXT NOT NULL, artifacts TEXT NOT NULL)""",
     "CREATE INDEX step_cache_by_task ON step_cache (task, task_version, created_at)",
 )
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _RUN_OWNER, _STEP_CACHE)
@@ -122,7 +122,7 @@ _PLUGINS = _Table("plugins", PluginRecord, ("name", "version"), ("manifest", "in
 _RUNS = _Table("runs", RunRecord, ("run_id",), ("inputs", "outputs", "plugins"))
 _STEPS = _Table("steps", StepRecord, ("run_id", "step_id", "item"), ("inputs", "outputs", "edges"))
 _VALUES = _Table("run_values", ValueRecord, ("run_id", "value_id"), ("value", "sources"))
-_CACHE = _Table("step_cache", CacheEntry, ("key",), ("outputs",))
+_CACHE = _Table("step_cache", CacheEntry, ("key",), ("outputs", "artifacts"))
 
 
 class SqliteMetadataStore(MetadataStore):
@@ -251,8 +251,22 @@ class SqliteMetadataStore(MetadataStore):
 
     # runs
 
-    def create_run(self, record: RunRecord) -> None:
-        self._insert(_RUNS, record, f"run {record.run_id} already exists")
+    def create_run(
+        self,
+        record: RunRecord,
+        values: Sequence[ValueRecord] = (),
+        steps: Sequence[StepRecord] = (),
+    ) -> None:
+        rows = [_VALUES.row(v) for v in values]
+
+        def work(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(_RUNS.insert, _RUNS.row(record))
+            except sqlite3.IntegrityError:
+                raise Conflict(f"run {record.run_id} already exists") from None
+            _write_records(conn, rows, steps, [])
+
+        self._write(work)
 
     def update_run(self, run_id: str, /, **fields: Any) -> RunRecord:
         def work(conn: sqlite3.Connection) -> RunRecord:
@@ -327,17 +341,8 @@ class SqliteMetadataStore(MetadataStore):
         """Values, steps and cache entries in one transaction."""
         rows = [_VALUES.row(v) for v in values]
         entries = [_CACHE.row(e) for e in cache]
-
-        def work(conn: sqlite3.Connection) -> None:
-            if rows:
-                conn.executemany(_VALUES.insert_new, rows)
-            for step in steps:
-                _record_step(conn, step)
-            if entries:
-                conn.executemany(_CACHE.upsert, entries)
-
         if rows or steps or entries:
-            self._write(work)
+            self._write(lambda conn: _write_records(conn, rows, steps, entries))
 
     # step cache
 
@@ -427,3 +432,18 @@ def _record_step(conn: sqlite3.Connection, record: StepRecord) -> bool:
         return False
     conn.execute(_STEPS.upsert, _STEPS.row(record))
     return True
+
+
+def _write_records(
+    conn: sqlite3.Connection,
+    values: list[tuple[Any, ...]],
+    steps: Sequence[StepRecord],
+    entries: list[tuple[Any, ...]],
+) -> None:
+    """Within a write transaction: value rows, step records and cache entry rows."""
+    if values:
+        conn.executemany(_VALUES.insert_new, values)
+    for step in steps:
+        _record_step(conn, step)
+    if entries:
+        conn.executemany(_CACHE.upsert, entries)

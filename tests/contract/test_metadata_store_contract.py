@@ -154,6 +154,23 @@ def test_update_run(metadata_store: MetadataStore) -> None:
     assert updated.inputs == {"image_path": "/data/a.jpg"}
 
 
+def test_create_run_with_its_first_values_and_steps(metadata_store: MetadataStore) -> None:
+    metadata_store.create_run(run("r1"), [value("pipeline_input_x")], [step("pending")])
+    assert metadata_store.get_value("r1", "pipeline_input_x") is not None
+    assert [s.status for s in metadata_store.list_steps("r1")] == ["pending"]
+    with pytest.raises(Conflict):
+        metadata_store.create_run(run("r1"), [value("other")])
+    assert metadata_store.get_value("r1", "other") is None  # nothing of a refused run
+
+
+def test_a_cancelled_run_stays_cancelled(metadata_store: MetadataStore) -> None:
+    metadata_store.create_run(run("r1", status="running"))
+    metadata_store.update_run("r1", status="cancelled")
+    ended = metadata_store.update_run("r1", status="succeeded", error="late", finished_at=at(1))
+    assert (ended.status, ended.error) == ("cancelled", "late")
+    assert metadata_store.get_run("r1").status == "cancelled"
+
+
 def test_update_run_refuses_bad_updates(metadata_store: MetadataStore) -> None:
     metadata_store.create_run(run("r1"))
     with pytest.raises(NotFound):
