@@ -62,12 +62,16 @@ def detect(path: str) -> list[dict[str, Any]]:
 
 @app.task(name="hand.attributes")
 def attributes(faces: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:
+    if not faces:  # as the pipeline's when: nothing to do without faces
+        return []
     found = models().attributes.face_attributes(path, faces)
     return [{**face, **extra} for face, extra in zip(faces, found, strict=True)]
 
 
 @app.task(name="hand.features")
 def features(faces: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:
+    if not faces:
+        return []
     return models().features.face_features(path, faces)
 
 

@@ -57,9 +57,14 @@ class Sequential:
         started = time.perf_counter()
         faces = self.detector.detect_faces(path, self.detector_name)["faces_array"]
         detected = time.perf_counter()
-        attributes = self.attributes.face_attributes(path, faces)
+        # as the pipeline's when: an image without faces skips attributes and features
+        attributes = self.attributes.face_attributes(path, faces) if faces else []
         attributed = time.perf_counter()
-        features = self.features.face_features(path, faces, descriptor=self.descriptor_name)
+        features = (
+            self.features.face_features(path, faces, descriptor=self.descriptor_name)
+            if faces
+            else []
+        )
         done = time.perf_counter()
         for stage, seconds in (
             ("detection", detected - started),
