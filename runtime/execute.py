@@ -16,9 +16,12 @@ from runtime.services import Services
 from runtime.validate import CheckedPipeline, check_pipeline
 
 
-def prepare(services: Services, path: str | Path) -> tuple[CheckedPipeline, dict[str, TaskPin]]:
-    """Load and check a pipeline against the installed plugins; pin each step to a package."""
-    manifest = load_manifest(path)
+def prepare(
+    services: Services, source: str | Path | PipelineManifest
+) -> tuple[CheckedPipeline, dict[str, TaskPin]]:
+    """Load (from a file, unless given) and check a pipeline against the installed plugins;
+    pin each step to a package."""
+    manifest = source if isinstance(source, PipelineManifest) else load_manifest(source)
     if not isinstance(manifest, PipelineManifest):
         raise ManifestError([manifest.source.problem(("kind",), "expected kind: Pipeline")])
     catalog = services.registry.catalog()

@@ -13,6 +13,7 @@ from runtime.cli.dashboard import dashboard, watch
 from runtime.cli.demo import demo
 from runtime.cli.group import WtmGroup
 from runtime.cli.manifests import graph, schema, validate
+from runtime.cli.pipelines import pipeline
 from runtime.cli.plugins import plugin
 from runtime.cli.run import run
 from runtime.cli.runs import lineage_command, runs
@@ -29,6 +30,7 @@ cli.add_command(validate)
 cli.add_command(schema)
 cli.add_command(graph)
 cli.add_command(plugin)
+cli.add_command(pipeline)
 cli.add_command(run)
 cli.add_command(runs)
 cli.add_command(cache)

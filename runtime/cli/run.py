@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import json
+import re
 import signal
 import sys
 import time
@@ -24,6 +25,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from runtime import pipelines
 from runtime.catalog import DirectoryCatalog, search_path
 from runtime.cli.common import Seconds, open_services
 from runtime.cli.output import console, errors, fail, print_json
@@ -37,9 +39,12 @@ from runtime.inputs import InputError, complete, jsonl_rows, parse_pairs
 from runtime.manifest import PipelineManifest
 from runtime.problems import ManifestError
 from runtime.services import Services
+from runtime.stores.errors import NotFound
 from runtime.validate import CheckedPipeline
 
 EXIT_FAILED_RUN = 1
+REGISTERED_REF = re.compile(r"[a-z][a-z0-9_]*(@[^/\\]+)?")
+"""What reads as a registered pipeline's ``NAME[@CONSTRAINT]`` rather than a file."""
 
 
 @contextmanager
@@ -58,14 +63,26 @@ def stop_on_sigterm() -> Iterator[None]:
 
 
 def check_for_run(path: str, services: Services) -> tuple[CheckedPipeline, dict[str, TaskPin]]:
-    """Load and check a pipeline against the installed plugins, or exit 2."""
+    """Load and check a pipeline (a file, else a registered NAME[@CONSTRAINT]) against the
+    installed plugins, or exit 2."""
     try:
-        return prepare(services, path)
+        return prepare(services, pipeline_source(path, services))
     except ManifestError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         _hint_uninstalled(exc, path)
         sys.exit(2)
+
+
+def pipeline_source(text: str, services: Services) -> str | PipelineManifest:
+    """The file ``text`` names, or the registered pipeline it names when no such file
+    exists and it reads as ``NAME[@CONSTRAINT]``; exit 2 if neither."""
+    if Path(text).exists() or not REGISTERED_REF.fullmatch(text):
+        return text
+    try:
+        return pipelines.manifest_of(pipelines.resolve(services, text))
+    except (NotFound, ValueError) as exc:
+        fail(f"{text}: no such file, and {exc}")
 
 
 def _hint_uninstalled(exc: ManifestError, path: str) -> None:
@@ -172,7 +189,8 @@ def run(
     as_json: bool,
     output: str | None,
 ) -> None:
-    """Run a pipeline; exit 0 if it succeeded, 1 if it failed, 2 on bad input."""
+    """Run a pipeline (a file, or a registered NAME[@CONSTRAINT]); exit 0 if it succeeded,
+    1 if it failed, 2 on bad input."""
     if output:
         check_output_path(output)
     with open_services() as services:

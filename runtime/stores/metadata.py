@@ -96,6 +96,23 @@ class PluginRecord(Record):
 
 
 @dataclass(frozen=True)
+class PipelineRecord(Record):
+    """A registered pipeline version: its manifest text, checked when it was registered."""
+
+    name: str
+    version: str
+    digest: str
+    """sha256 of ``text``: the same version with other content is refused."""
+    text: str
+    description: str = ""
+    inputs: dict[str, Any] = field(default_factory=dict)
+    steps: int = 0
+    registered_at: str = field(default_factory=utc_now)
+
+    TIMESTAMPS: ClassVar[tuple[str, ...]] = ("registered_at",)
+
+
+@dataclass(frozen=True)
 class RunRecord(Record):
     """One run of a pipeline."""
 
@@ -271,6 +288,28 @@ class MetadataStore(ABC):
     @abstractmethod
     def remove_plugin(self, name: str, version: str) -> bool:
         """Forget a plugin version; False if it was not there."""
+
+    # pipelines
+
+    @abstractmethod
+    def add_pipeline(self, record: PipelineRecord) -> None:
+        """Register a pipeline version; :class:`Conflict` if name and version are taken."""
+
+    @abstractmethod
+    def replace_pipeline(self, record: PipelineRecord) -> None:
+        """Register a pipeline version, replacing one with the same name and version."""
+
+    @abstractmethod
+    def get_pipeline(self, name: str, version: str) -> PipelineRecord | None:
+        """The pipeline ``name`` at ``version``, or None."""
+
+    @abstractmethod
+    def list_pipelines(self, name: str | None = None) -> list[PipelineRecord]:
+        """All pipeline versions (of ``name`` only, if given), sorted by name then version."""
+
+    @abstractmethod
+    def remove_pipeline(self, name: str, version: str) -> bool:
+        """Forget a pipeline version; False if it was not there."""
 
     # runs
 

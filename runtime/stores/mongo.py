@@ -1,7 +1,7 @@
 """The production metadata store: MongoDB through ``pymongo``.
 
 A ``mongodb://`` (or ``mongodb+srv://``) URL names the server and, in its path,
-the database (``wtm`` by default). Five collections (``plugins``, ``runs``,
+the database (``wtm`` by default). Six collections (``plugins``, ``pipelines``, ``runs``,
 ``steps``, ``values``, ``step_cache``) hold one document per record with ``schema_version``;
 unique indexes on the record keys make repeated writes idempotent, and a step
 update is a read, a decision by :func:`step_update_allowed`, and a replace
@@ -40,6 +40,7 @@ from runtime.stores.metadata import (
     CacheEntry,
     CacheStats,
     MetadataStore,
+    PipelineRecord,
     PluginRecord,
     Record,
     RunRecord,
@@ -66,6 +67,7 @@ _JSON_FIELDS: dict[type[Record], tuple[str, ...]] = {
     StepRecord: (),
     ValueRecord: ("value",),
     CacheEntry: ("outputs", "artifacts"),
+    PipelineRecord: ("inputs",),
 }
 _KEYS: dict[type[Record], tuple[str, ...]] = {
     PluginRecord: ("name", "version"),
@@ -73,6 +75,7 @@ _KEYS: dict[type[Record], tuple[str, ...]] = {
     StepRecord: ("run_id", "step_id", "item"),
     ValueRecord: ("run_id", "value_id"),
     CacheEntry: ("key",),
+    PipelineRecord: ("name", "version"),
 }
 INDEXES: dict[str, list[tuple[str, list[tuple[str, int]], bool]]] = {
     "plugins": [("plugins_by_name_version", [("name", ASCENDING), ("version", ASCENDING)], True)],
@@ -94,6 +97,9 @@ INDEXES: dict[str, list[tuple[str, list[tuple[str, int]], bool]]] = {
         )
     ],
     "values": [("values_by_key", [("run_id", ASCENDING), ("value_id", ASCENDING)], True)],
+    "pipelines": [
+        ("pipelines_by_name_version", [("name", ASCENDING), ("version", ASCENDING)], True)
+    ],
     "step_cache": [
         ("cache_by_key", [("key", ASCENDING)], True),
         ("cache_by_task", [("task", ASCENDING), ("task_version", ASCENDING)], False),
@@ -162,6 +168,7 @@ class MongoMetadataStore(MetadataStore):
         self._steps: MongoCollection[Document] = db["steps"]
         self._values: MongoCollection[Document] = db["values"]
         self._cache: MongoCollection[Document] = db["step_cache"]
+        self._pipelines: MongoCollection[Document] = db["pipelines"]
         try:
             with self._errors():
                 for name, indexes in INDEXES.items():
@@ -267,6 +274,33 @@ class MongoMetadataStore(MetadataStore):
     def remove_plugin(self, name: str, version: str) -> bool:
         with self._errors():
             return self._plugins.delete_one({"name": name, "version": version}).deleted_count > 0
+
+    # pipelines
+
+    def add_pipeline(self, record: PipelineRecord) -> None:
+        if not self._insert(self._pipelines, record):
+            raise Conflict(f"pipeline {record.name}@{record.version} is already registered")
+
+    def replace_pipeline(self, record: PipelineRecord) -> None:
+        for attempt in range(2):  # two concurrent upserts may both insert: one fails, retries
+            with self._errors():
+                try:
+                    self._pipelines.replace_one(_key(record), _encode(record), upsert=True)
+                    return
+                except DuplicateKeyError:
+                    if attempt:
+                        raise StoreError(f"{self.describe()}: could not replace pipeline") from None
+
+    def get_pipeline(self, name: str, version: str) -> PipelineRecord | None:
+        return self._find_one(self._pipelines, PipelineRecord, {"name": name, "version": version})
+
+    def list_pipelines(self, name: str | None = None) -> list[PipelineRecord]:
+        query = {} if name is None else {"name": name}
+        return self._find(self._pipelines, PipelineRecord, query, [("name", 1), ("version", 1)])
+
+    def remove_pipeline(self, name: str, version: str) -> bool:
+        with self._errors():
+            return self._pipelines.delete_one({"name": name, "version": version}).deleted_count > 0
 
     # runs
 

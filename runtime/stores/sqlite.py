@@ -30,6 +30,7 @@ from runtime.stores.metadata import (
     CacheEntry,
     CacheStats,
     MetadataStore,
+    PipelineRecord,
     PluginRecord,
     Record,
     RunRecord,
@@ -79,7 +80,19 @@ _STEP_CACHE = (
         size INTEGER NOT NULL, created_at TEXT NOT NULL, artifacts TEXT NOT NULL)""",
     "CREATE INDEX step_cache_by_task ON step_cache (task, task_version, created_at)",
 )
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _RUN_OWNER, _STEP_CACHE)
+_PIPELINES_TABLE = (
+    """CREATE TABLE pipelines (
+        name TEXT NOT NULL, version TEXT NOT NULL, digest TEXT NOT NULL, text TEXT NOT NULL,
+        description TEXT NOT NULL, inputs TEXT NOT NULL, steps INTEGER NOT NULL,
+        registered_at TEXT NOT NULL,
+        PRIMARY KEY (name, version))""",
+)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    _SCHEMA_V1,
+    _RUN_OWNER,
+    _STEP_CACHE,
+    _PIPELINES_TABLE,
+)
 """``MIGRATIONS[i]`` upgrades schema version ``i`` to ``i + 1``."""
 
 WRITE_ATTEMPTS = 5
@@ -122,6 +135,7 @@ _PLUGINS = _Table("plugins", PluginRecord, ("name", "version"), ("manifest", "in
 _RUNS = _Table("runs", RunRecord, ("run_id",), ("inputs", "outputs", "plugins"))
 _STEPS = _Table("steps", StepRecord, ("run_id", "step_id", "item"), ("inputs", "outputs", "edges"))
 _VALUES = _Table("run_values", ValueRecord, ("run_id", "value_id"), ("value", "sources"))
+_PIPELINES = _Table("pipelines", PipelineRecord, ("name", "version"), ("inputs",))
 _CACHE = _Table("step_cache", CacheEntry, ("key",), ("outputs", "artifacts"))
 
 
@@ -247,6 +261,27 @@ class SqliteMetadataStore(MetadataStore):
 
     def remove_plugin(self, name: str, version: str) -> bool:
         sql = "DELETE FROM plugins WHERE name = ? AND version = ?"
+        return self._write(lambda conn: conn.execute(sql, (name, version)).rowcount > 0)
+
+    # pipelines
+
+    def add_pipeline(self, record: PipelineRecord) -> None:
+        conflict = f"pipeline {record.name}@{record.version} is already registered"
+        self._insert(_PIPELINES, record, conflict)
+
+    def replace_pipeline(self, record: PipelineRecord) -> None:
+        self._write(lambda conn: conn.execute(_PIPELINES.upsert, _PIPELINES.row(record)))
+
+    def get_pipeline(self, name: str, version: str) -> PipelineRecord | None:
+        return self._get(_PIPELINES, name, version)
+
+    def list_pipelines(self, name: str | None = None) -> list[PipelineRecord]:
+        where, params = ("WHERE name = ?", (name,)) if name is not None else ("", ())
+        rows = self._query(f"SELECT * FROM pipelines {where} ORDER BY name, version", params)
+        return [_PIPELINES.load(row) for row in rows]
+
+    def remove_pipeline(self, name: str, version: str) -> bool:
+        sql = "DELETE FROM pipelines WHERE name = ? AND version = ?"
         return self._write(lambda conn: conn.execute(sql, (name, version)).rowcount > 0)
 
     # runs

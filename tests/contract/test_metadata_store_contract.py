@@ -10,6 +10,7 @@ from runtime.stores.errors import Conflict, NotFound
 from runtime.stores.metadata import (
     CacheEntry,
     MetadataStore,
+    PipelineRecord,
     PluginRecord,
     RunRecord,
     StepRecord,
@@ -119,6 +120,41 @@ def test_remove_plugin(metadata_store: MetadataStore) -> None:
     assert metadata_store.remove_plugin("face_detection", "1.0.0") is True
     assert metadata_store.remove_plugin("face_detection", "1.0.0") is False
     assert [p.version for p in metadata_store.list_plugins()] == ["2.0.0"]
+
+
+def pipeline(name: str = "face_processing", version: str = "1.0.0", **fields: object):
+    base: dict[str, object] = {
+        "digest": "sha256:" + "aa" * 32,
+        "text": "apiVersion: wtm/v1\nkind: Pipeline\n",
+        "description": "faces",
+        "inputs": {"image_path": {"schema": {"type": "string", "format": "file"}}},
+        "steps": 3,
+    }
+    return PipelineRecord(name=name, version=version, **{**base, **fields})  # type: ignore[arg-type]
+
+
+def test_pipelines_are_registered_listed_replaced_and_removed(
+    metadata_store: MetadataStore,
+) -> None:
+    metadata_store.add_pipeline(pipeline(version="1.0.0", registered_at=at(0)))
+    metadata_store.add_pipeline(pipeline(version="1.2.0"))
+    metadata_store.add_pipeline(pipeline(name="ocr"))
+    with pytest.raises(Conflict, match=r"face_processing@1\.0\.0 is already registered"):
+        metadata_store.add_pipeline(pipeline(version="1.0.0", digest="sha256:" + "bb" * 32))
+    assert metadata_store.get_pipeline("face_processing", "1.0.0") == pipeline(
+        version="1.0.0", registered_at=at(0)
+    )
+    assert [(p.name, p.version) for p in metadata_store.list_pipelines()] == [
+        ("face_processing", "1.0.0"),
+        ("face_processing", "1.2.0"),
+        ("ocr", "1.0.0"),
+    ]
+    assert len(metadata_store.list_pipelines("face_processing")) == 2
+    metadata_store.replace_pipeline(pipeline(version="1.0.0", text="changed"))
+    assert metadata_store.get_pipeline("face_processing", "1.0.0").text == "changed"
+    assert metadata_store.remove_pipeline("face_processing", "1.0.0")
+    assert not metadata_store.remove_pipeline("face_processing", "1.0.0")
+    assert metadata_store.get_pipeline("face_processing", "1.0.0") is None
 
 
 # runs
