@@ -47,6 +47,7 @@ def run(tmp_path, env):
         return json.loads(result.output)["processing_summary"]
 
     go.executions = lambda: len(list(probe.iterdir()))
+    go.path, go.probe = str(path), probe
     return go
 
 
@@ -58,6 +59,8 @@ def test_a_second_run_is_served_and_no_cache_runs_again(run, env):
     shown = invoke(env, "runs", "show", second["run_id"]).output
     assert "succeeded (cached)" in shown
     assert f"001: served from the cache, computed by run {first['run_id']}/001" in shown
+    text = invoke(env, "run", run.path, "-i", f"probe={run.probe}").output
+    assert "1 call served from the step cache" in text and "1 (1 cached)" in text
     third = run("--no-cache")
     assert run.executions() == 2 and third["steps"]["001"]["cached"] == 0
 

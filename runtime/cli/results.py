@@ -109,12 +109,15 @@ def render_result(result: dict[str, Any], console: Console) -> None:
     if not summary:
         return
     steps = Table("step", "task", "status", "calls", "seconds", title="steps", title_justify="left")
+    served = 0
     for sid, step in summary.get("steps", {}).items():
+        calls, cached = step.get("invocations", 1), step.get("cached", 0)
+        served += cached
         steps.add_row(
             sid,
             step["task"],
             step["status"],
-            str(step.get("invocations", 1)),
+            f"{calls} ({cached} cached)" if cached else str(calls),
             f"{step.get('seconds', 0):.3f}",
         )
     head = Text.assemble(
@@ -126,6 +129,11 @@ def render_result(result: dict[str, Any], console: Console) -> None:
     )
     lineage = "\n".join(summary.get("data_lineage", []))
     parts: list[Any] = [head]
+    if served:
+        parts.append(
+            f"{served} call{'s' if served > 1 else ''} served from the step cache "
+            "(no work, 0 s; --no-cache runs every step)"
+        )
     if summary.get("warm_time"):
         parts.append(
             f"plugins and models loaded in {summary['warm_time']:.3f}s before the first step "
