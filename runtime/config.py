@@ -38,6 +38,8 @@ SECRETS = frozenset({"s3_secret_key"})
 _SIZE = re.compile(r"\s*(\d+)\s*(?:([kmg])i?)?b?\s*", re.IGNORECASE)
 _AGE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*")
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MAX_AGE = 3650 * 86400.0
+"""The longest age accepted (about ten years)."""
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -179,7 +181,10 @@ def parse_age(raw: str) -> float:
     match = _AGE.fullmatch(raw)
     if match is None:
         raise ValueError(f"expected an age like 12h, 7d or 2w, got {raw!r}")
-    return float(match.group(1)) * _AGE_UNITS[match.group(2)]
+    seconds = float(match.group(1)) * _AGE_UNITS[match.group(2)]
+    if seconds > MAX_AGE:
+        raise ValueError(f"{raw!r} is longer than {MAX_AGE / 86400:g} days")
+    return seconds
 
 
 def _age(raw: Any, where: str, base: Path) -> float:

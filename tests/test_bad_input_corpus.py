@@ -186,6 +186,7 @@ CASES: list[tuple[str, list[str], int]] = [
     ("runs watch: NaN interval", ["runs", "watch", "{run}", "--interval", "nan"], 2),
     ("lineage: unknown run", ["lineage", "nope"], 2),
     ("cache clear: a bad age", ["cache", "clear", "--older-than", "7 days"], 2),
+    ("cache clear: an age too long", ["cache", "clear", "--older-than", "1000000w"], 2),
     ("pipeline show: unknown", ["pipeline", "show", "nope"], 2),
     ("pipeline show: a bad constraint", ["pipeline", "show", "nope@^^1"], 2),
     ("pipeline register: a missing file", ["pipeline", "register", "missing.yaml"], 2),

@@ -26,7 +26,8 @@ from runtime.executors.calls import StepCall, StepResult
 from runtime.executors.plan import RunPlan
 from runtime.executors.records import call_values, change_records
 from runtime.executors.runstate import RunState
-from runtime.stores.artifacts import URI_PREFIX, ArtifactAccess
+from runtime.inputs import file_data_id
+from runtime.stores.artifacts import URI_PREFIX, ArtifactAccess, is_artifact_uri
 from runtime.stores.metadata import (
     CacheEntry,
     MetadataStore,
@@ -35,29 +36,56 @@ from runtime.stores.metadata import (
     utc_iso,
     utc_now,
 )
-from runtime.values import ValueRef, canonical_json
+from runtime.values import ValueRef, canonical_json, data_id
 
 CACHED_WORKER = "cache"
 """The worker a served result names."""
 
 
-def cache_key(call: StepCall) -> str:
-    """The key of ``call``'s result: its package and the data IDs of its inputs."""
+def cache_key(call: StepCall, fresh: bool = False) -> str | None:
+    """The key of ``call``'s result: its package and the data IDs of its inputs, a file
+    input's being the file's content; None if a file input cannot be read (the call is
+    not cached). ``fresh``: hash file inputs now, whatever ID they carry."""
+    inputs = {}
+    for port, ref in call.inputs.items():
+        data: str | None = ref["id"]
+        if port in call.task.file_ports:
+            data = file_identity(ref, fresh)
+            if data is None:
+                return None
+        inputs[port] = data
     identity = {
         "task": call.task.name,
         "version": call.task.version,
         "digest": call.task.digest,
-        "inputs": {port: ref["id"] for port, ref in call.inputs.items()},
+        "inputs": inputs,
     }
     return hashlib.sha256(canonical_json(identity)).hexdigest()
 
 
+def file_identity(ref: Mapping[str, Any], fresh: bool = False) -> str | None:
+    """The content ID of a file input: the one it carries when it was given one (a file
+    pipeline input, see :func:`runtime.executors.session.input_ref`), else the file's
+    hashed now; None if the value is not a readable file's name."""
+    value = ref.get("value")
+    if not isinstance(value, str):
+        return None
+    if not fresh and ref["id"] != data_id(value):
+        return str(ref["id"])
+    return file_data_id(value)
+
+
 def cache_entry(
     call: StepCall, inputs: Mapping[str, ValueRef], outputs: Mapping[str, ValueRef], seconds: float
-) -> CacheEntry:
-    """The entry storing a successful ``call``'s outputs."""
+) -> CacheEntry | None:
+    """The entry storing a successful ``call``'s outputs, keyed by its inputs as they are
+    now (a file changed since the run began is known by its new content); None if the
+    call cannot be cached."""
+    key = cache_key(call, fresh=True)
+    if key is None:
+        return None
     return CacheEntry(
-        key=cache_key(call),
+        key=key,
         task=call.task.name,
         task_version=call.task.version,
         digest=call.task.digest,
@@ -143,11 +171,12 @@ def serve(
     served = Served()
     pending = list(calls)
     while pending:
-        wanted = [c for c in pending if c.task.cache] if plan.reuse else []
-        found = lookup(store, access, wanted, max_age)
+        keys = {c.key: cache_key(c) for c in pending if c.task.cache} if plan.reuse else {}
+        found = lookup(store, access, [k for k in keys.values() if k is not None], max_age)
         unlocked: list[StepCall] = []
         for call in pending:
-            entry = found.get(cache_key(call)) if call.task.cache else None
+            key = keys.get(call.key)
+            entry = found.get(key) if key is not None else None
             if entry is None:
                 served.calls.append(call)
                 continue
@@ -161,13 +190,13 @@ def serve(
 
 
 def lookup(
-    store: MetadataStore, access: ArtifactAccess, calls: Sequence[StepCall], max_age: float
+    store: MetadataStore, access: ArtifactAccess, keys: Sequence[str], max_age: float
 ) -> dict[str, CacheEntry]:
-    """The usable entries of ``calls`` by key: young enough, their artifacts all stored."""
-    if not calls:
+    """The usable entries of ``keys``: young enough, their artifacts all stored."""
+    if not keys:
         return {}
     oldest = utc_iso(datetime.now(UTC) - timedelta(seconds=max_age))
-    entries = store.cache_entries([cache_key(c) for c in calls])
+    entries = store.cache_entries(keys)
     return {
         key: entry
         for key, entry in entries.items()
@@ -187,7 +216,7 @@ def artifact_uris(outputs: Mapping[str, ValueRef]) -> Iterator[str]:
 
 def _uris_in(value: Any) -> Iterator[str]:
     if isinstance(value, str):
-        if value.startswith(URI_PREFIX):
+        if value.startswith(URI_PREFIX) and is_artifact_uri(value):
             yield value
     elif isinstance(value, list):
         for item in value:

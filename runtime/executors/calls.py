@@ -23,6 +23,15 @@ class TaskPin:
     retry_backoff: float = 0.0
     cache: bool = False
     """Whether the result of a call may be stored in, and served from, the step cache."""
+    file_ports: tuple[str, ...] = ()
+    """Inputs naming a file (``format: file``): the cache knows them by the file's content."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "file_ports", tuple(self.file_ports))  # from JSON: a list
+
+    def to_json(self) -> dict[str, Any]:
+        """The pin as JSON-ready data (lists, as it reads back)."""
+        return {**asdict(self), "file_ports": list(self.file_ports)}
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,7 @@ class StepCall:
             "run_id": self.run_id,
             "step_id": self.step_id,
             "item": self.item,
-            "task": asdict(self.task),
+            "task": self.task.to_json(),
             "inputs": self.inputs,
             "edges": list(self.edges),
             "attempt": self.attempt,

@@ -166,7 +166,7 @@ def settle(
     values, steps = served.records(store.metadata, plan, state)
     more_values, more_steps = change_records(store.metadata, plan, state, transition.changed)
     store.metadata.record(more_values + values, more_steps + steps)
-    if state.finished and transition.changed:
+    if state.finished and (transition.changed or served.changed):
         record_outcome(store, plan, state)
         runs.announce(state, release)
     elif release is not None:

@@ -13,6 +13,7 @@ import heapq
 import itertools
 import multiprocessing
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -38,14 +39,21 @@ from runtime.timeouts import HARD_LIMIT_GRACE
 
 POLL_SECONDS = 0.05
 IN_FLIGHT_PER_WORKER = 2
-"""Calls handed to the pool per process: one running, one queued behind it."""
+"""Calls handed to the pool per process: one running, one queued behind it (its time
+limit counts from when it starts, as its worker reports)."""
 CANCEL_CHECK_SECONDS = 0.5
 
 Queued = tuple[float, int, RunSession, StepCall]
 """A call waiting in a heap: its sort key (priority or due time), a tie-breaker, its run."""
+Running = dict[Future[dict[str, Any]], tuple[RunSession, StepCall]]
+"""The calls handed to the pool, by their futures."""
+CallId = tuple[str, str, int]
+"""A call as its worker reports it started: run ID, call key, attempt."""
 
 _worker_services: Services | None = None
 _shared_services: Services | None = None
+_starts: Any = None
+"""In a pool process: the queue its calls' start times go to (see :func:`_started`)."""
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -56,17 +64,27 @@ def _context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def _init_worker(settings: Settings, pins: list[TaskPin], report: Any) -> None:
+def _init_worker(settings: Settings, pins: list[TaskPin], report: Any, starts: Any) -> None:
     """A pool process starts: open its stores, load the plugins (and models) of the runs it
-    was started for, and report how long that took on ``report`` (a queue)."""
-    global _worker_services
-    _worker_services = Services.open(settings)
+    was started for, and report how long that took on ``report`` (a queue); the calls it
+    takes will say when they start on ``starts``."""
+    global _worker_services, _starts
+    _worker_services, _starts = Services.open(settings), starts
     report.put(warm(_worker_services.loader, pins))
 
 
-def _run_in_process(call: dict[str, Any]) -> dict[str, Any]:
+def _started(call: StepCall, starts: Any) -> None:
+    """Tell the executor ``call`` starts now: its time limit counts from here (a call
+    handed to the pool may wait behind another). ``time.monotonic`` is the system's
+    monotonic clock, the same in every process."""
+    starts.put((call.run_id, call.key, call.attempt, time.monotonic()))
+
+
+def _run_in_process(data: dict[str, Any]) -> dict[str, Any]:
     assert _worker_services is not None
-    return run_call(StepCall.from_json(call), _worker_services).to_json()
+    call = StepCall.from_json(data)
+    _started(call, _starts)
+    return run_call(call, _worker_services).to_json()
 
 
 class LocalExecutor(Executor):
@@ -90,22 +108,27 @@ class LocalExecutor(Executor):
         """The longest a pool process took to load its plugins before its first step."""
         self._fresh_pool = False
         self._on_finished: Callable[[RunSession], None] | None = None
+        self._starts: Any = None
+        self._began: dict[CallId, float] = {}
+        """When each call handed to the pool started, as its worker reported."""
 
     @classmethod
     def from_options(cls, services: Services, options: ExecutorOptions) -> LocalExecutor:
         return cls(services, options.workers, options.pool)
 
     def _new_pool(self) -> PoolExecutor:
+        self._began.clear()
         if self.pool_kind == "thread":
             self.warm_seconds = warm(self.services.loader, self._warm_pins)
+            self._starts = queue.SimpleQueue()
             return ThreadPool(self.workers)
         context = _context()
-        self._warm_reports = context.SimpleQueue()
+        self._warm_reports, self._starts = context.SimpleQueue(), context.SimpleQueue()
         return ProcessPoolExecutor(
             self.workers,
             mp_context=context,
             initializer=_init_worker,
-            initargs=(self.services.settings, self._warm_pins, self._warm_reports),
+            initargs=(self.services.settings, self._warm_pins, self._warm_reports, self._starts),
         )
 
     @property
@@ -128,9 +151,11 @@ class LocalExecutor(Executor):
             pool.shutdown(wait=False, cancel_futures=True)
 
     def _submit(self, call: StepCall) -> Future[dict[str, Any]]:
+        pool = self.pool
         if self.pool_kind == "thread":
-            return self.pool.submit(_run_in_thread, call.to_json(), self.services, self._cancel)
-        return self.pool.submit(_run_in_process, call.to_json())
+            args = (call.to_json(), self.services, self._cancel, self._starts)
+            return pool.submit(_run_in_thread, *args)
+        return pool.submit(_run_in_process, call.to_json())
 
     def run(
         self, sessions: list[RunSession], on_finished: Callable[[RunSession], None] | None = None
@@ -145,7 +170,7 @@ class LocalExecutor(Executor):
         Interrupted (Ctrl-C, SIGTERM), every unfinished run is recorded cancelled with
         the reason before this returns.
         """
-        running: dict[Future[dict[str, Any]], tuple[RunSession, StepCall, float]] = {}
+        running: Running = {}
         ready: list[Queued] = []
         retries: list[Queued] = []
         counter = itertools.count()
@@ -174,7 +199,7 @@ class LocalExecutor(Executor):
             while ready and room > 0:
                 _, _, session, call = heapq.heappop(ready)
                 if session.state.current(call):
-                    running[self._submit(call)] = (session, call, time.monotonic())
+                    running[self._submit(call)] = (session, call)
                     room -= 1
 
         try:
@@ -193,8 +218,9 @@ class LocalExecutor(Executor):
                 for future in done:
                     if future not in running:
                         continue  # dropped by a recovery in this same round
-                    session, call, _ = running.pop(future)
+                    session, call = running.pop(future)
                     self._interrupted.discard(future)
+                    self._began.pop((call.run_id, call.key, call.attempt), None)
                     try:
                         result = StepResult.from_json(future.result())
                     except StepFailed as exc:
@@ -236,7 +262,7 @@ class LocalExecutor(Executor):
 
     def _recover(
         self,
-        running: dict[Future[dict[str, Any]], tuple[RunSession, StepCall, float]],
+        running: Running,
         session: RunSession,
         call: StepCall,
         why: str | None,
@@ -250,23 +276,22 @@ class LocalExecutor(Executor):
         inflight = list(running.values())
         running.clear()
         self._kill_pool()
-        for other_session, other_call, _ in inflight:
-            running[self._submit(other_call)] = (other_session, other_call, time.monotonic())
+        for other_session, other_call in inflight:
+            running[self._submit(other_call)] = (other_session, other_call)
         for again in retry:
-            running[self._submit(again)] = (session, again, time.monotonic())
+            running[self._submit(again)] = (session, again)
         self._finish_if_done(session)
 
-    def _enforce_hard_limits(
-        self, running: dict[Future[dict[str, Any]], tuple[RunSession, StepCall, float]]
-    ) -> None:
+    def _enforce_hard_limits(self, running: Running) -> None:
+        while self._starts is not None and not self._starts.empty():
+            run_id, key, attempt, began = self._starts.get()
+            self._began[(run_id, key, attempt)] = began
         now = time.monotonic()
-        for future, (session, call, started) in list(running.items()):
+        for future, (session, call) in list(running.items()):
             limit = call.task.timeout
-            if limit and not future.running() and not future.done():
-                running[future] = (session, call, now)  # queued in the pool: not started
-                continue
-            if not limit or future.done() or now - started <= limit:
-                continue
+            started = self._began.get((call.run_id, call.key, call.attempt))
+            if not limit or started is None or future.done() or now - started <= limit:
+                continue  # no limit, not started yet (waiting in the pool), or in time
             late = now - started - limit
             if isinstance(self._pool, ThreadPool):
                 self._limit_thread(self._pool, running, future, late)
@@ -278,13 +303,13 @@ class LocalExecutor(Executor):
     def _limit_thread(
         self,
         pool: ThreadPool,
-        running: dict[Future[dict[str, Any]], tuple[RunSession, StepCall, float]],
+        running: Running,
         future: Future[dict[str, Any]],
         late: float,
     ) -> None:
         """A thread's call is past its limit: interrupt it (the soft limit, as a process's
         alarm does), and past the grace give its thread up (a thread cannot be killed)."""
-        session, call, _ = running[future]
+        session, call = running[future]
         limit = call.task.timeout or 0.0
         if late <= HARD_LIMIT_GRACE:
             if future not in self._interrupted:
@@ -296,13 +321,13 @@ class LocalExecutor(Executor):
         pool.abandon(future)
         why = f"timed out after {limit:g}s (its thread did not stop and was abandoned)"
         for again in session.attempt_failed(call, f"{call.label()}: {why}"):
-            running[self._submit(again)] = (session, again, time.monotonic())
+            running[self._submit(again)] = (session, again)
         self._finish_if_done(session)
 
     def _drop_cancelled(
         self,
         sessions: list[RunSession],
-        running: dict[Future[dict[str, Any]], tuple[RunSession, StepCall, float]],
+        running: Running,
         ready: list[Queued],
         retries: list[Queued],
     ) -> None:
@@ -310,16 +335,18 @@ class LocalExecutor(Executor):
         for session in cancelled_elsewhere(self.services, going):
             session.cancel()
             self._finish_if_done(session)
-            for future, (owner, _, _) in list(running.items()):
+            for future, (owner, _) in list(running.items()):
                 if owner is session:
                     future.cancel()
                     running.pop(future)
-            for queue in (ready, retries):
-                queue[:] = [q for q in queue if q[2] is not session]
-                heapq.heapify(queue)
+            for waiting in (ready, retries):
+                waiting[:] = [q for q in waiting if q[2] is not session]
+                heapq.heapify(waiting)
 
 
 def _run_in_thread(
-    call: dict[str, Any], services: Services, cancel: threading.Event
+    data: dict[str, Any], services: Services, cancel: threading.Event, starts: Any
 ) -> dict[str, Any]:
-    return run_call(StepCall.from_json(call), services, cancel).to_json()
+    call = StepCall.from_json(data)
+    _started(call, starts)
+    return run_call(call, services, cancel).to_json()

@@ -62,7 +62,7 @@ class StepPlan:
         return parsed_condition(self.condition) if self.condition is not None else None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "pin": self.pin.to_json()}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> StepPlan:

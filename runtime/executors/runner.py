@@ -107,7 +107,9 @@ def run_call(
             "outputs": {p: r.id for p, r in encoded.items()},
         }
     )
-    cache = [cache_entry(call, refs, encoded, seconds)] if call.task.cache else []
+    stopped = cancel is not None and cancel.is_set()  # a result cut short is not kept
+    entry = cache_entry(call, refs, encoded, seconds) if call.task.cache and not stopped else None
+    cache = [entry] if entry is not None else []
     services.metadata.record(call_values(call, refs, encoded), [finished], cache)
     notify(
         "wtm_step_finished",

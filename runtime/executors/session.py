@@ -22,6 +22,7 @@ from runtime.executors.records import change_records, step_mark
 from runtime.executors.runstate import DEFAULT_MAX_LOST, RunState, Transition
 from runtime.graph import PipelineGraph
 from runtime.inputs import file_data_id, is_file_input
+from runtime.loader import PIP_PREFIX
 from runtime.manifest import PipelineManifest
 from runtime.registry import RegistryCatalog
 from runtime.services import Services
@@ -39,6 +40,7 @@ def pins_for(graph: PipelineGraph, catalog: RegistryCatalog) -> dict[str, TaskPi
     pins = {}
     for sid, task in graph.tasks.items():
         record = catalog.records[(task.name, task.version)]
+        pip_plugin = record.digest.startswith(PIP_PREFIX)  # names its module, not its code
         pins[sid] = TaskPin(
             task.name,
             task.version,
@@ -46,7 +48,8 @@ def pins_for(graph: PipelineGraph, catalog: RegistryCatalog) -> dict[str, TaskPi
             task.timeout,
             task.max_retries,
             task.retry_backoff,
-            task.cache and graph.pipeline.step(sid).cache,
+            task.cache and graph.pipeline.step(sid).cache and not pip_plugin,
+            tuple(name for name, port in task.inputs.items() if is_file_input(port)),
         )
     return pins
 

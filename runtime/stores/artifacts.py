@@ -112,6 +112,11 @@ def artifact_uri(digest: str) -> str:
     return URI_PREFIX + check_digest(digest)
 
 
+def is_artifact_uri(text: str) -> bool:
+    """Whether ``text`` is a well-formed ``artifact://sha256/<hex>`` URI."""
+    return text.startswith(URI_PREFIX) and bool(_HEX_DIGEST.fullmatch(text[len(URI_PREFIX) :]))
+
+
 def parse_artifact_uri(uri: str) -> str:
     """The digest named by an ``artifact://sha256/<hex>`` URI; :class:`ValueError` otherwise."""
     if not isinstance(uri, str) or not uri.startswith(URI_PREFIX):

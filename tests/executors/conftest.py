@@ -27,6 +27,7 @@ TEST_TASKS = [
     "crash",
     "hang",
     "square",
+    "read_text",
 ]
 
 

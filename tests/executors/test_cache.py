@@ -155,3 +155,22 @@ def test_a_file_input_is_known_by_its_content_not_its_path(tmp_path):
     assert file_data_id(str(image)) != first
     assert file_data_id("artifact://sha256/" + "ab" * 32) == "sha256:" + "ab" * 32
     assert file_data_id(str(tmp_path / "missing.jpg")) is None
+
+
+def test_a_file_named_by_a_constant_is_known_by_its_content(run, services, tmp_path):
+    probe, notes = probe_folder(tmp_path), tmp_path / "latest.txt"
+    pipeline = f"""
+steps:
+  - {{id: "001", task: read_text, with: {{path: "{notes}", probe: "{probe}"}}}}
+outputs:
+  text: $001.text
+"""
+    notes.write_text("monday")
+    assert run(pipeline).result["text"] == "monday"
+    notes.write_text("tuesday")  # the same path, other content: not the cached result
+    changed = run(pipeline)
+    assert changed.result["text"] == "tuesday"
+    assert services.metadata.get_step(changed.run_id, "001").cached_from is None
+    again = run(pipeline)
+    assert services.metadata.get_step(again.run_id, "001").cached_from == f"{changed.run_id}/001"
+    assert len(list(probe.iterdir())) == 2

@@ -38,12 +38,13 @@ def run_chain(services: Services, tmp_path: Path, runs: int, seconds: float) -> 
 
 
 def test_a_call_waiting_for_a_process_is_not_timed(services, tmp_path, monkeypatch):
-    # 6 runs of two 0.3 s steps on one process: the last calls wait about 3 s for the
-    # process, past the sleep task's 1 s limit and the (shortened) kill grace
-    monkeypatch.setattr(local, "HARD_LIMIT_GRACE", 0.5)
-    sessions = run_chain(services, tmp_path, runs=6, seconds=0.3)
+    # 0.7 s steps on one process, two handed to it at a time: the second waits 0.7 s in
+    # the pool's queue, then runs 0.7 s, past the sleep task's 1 s limit and the
+    # (shortened) kill grace if its time counted from when it was handed over
+    monkeypatch.setattr(local, "HARD_LIMIT_GRACE", 0.3)
+    sessions = run_chain(services, tmp_path, runs=3, seconds=0.7)
     summaries = [s.result["processing_summary"] for s in sessions]
-    assert [s["status"] for s in summaries] == ["succeeded"] * 6, [
+    assert [s["status"] for s in summaries] == ["succeeded"] * 3, [
         s.get("errors") for s in summaries
     ]
 
