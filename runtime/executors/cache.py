@@ -42,15 +42,15 @@ CACHED_WORKER = "cache"
 """The worker a served result names."""
 
 
-def cache_key(call: StepCall, fresh: bool = False) -> str | None:
+def cache_key(call: StepCall) -> str | None:
     """The key of ``call``'s result: its package and the data IDs of its inputs, a file
     input's being the file's content; None if a file input cannot be read (the call is
-    not cached). ``fresh``: hash file inputs now, whatever ID they carry."""
+    not cached)."""
     inputs = {}
     for port, ref in call.inputs.items():
         data: str | None = ref["id"]
         if port in call.task.file_ports:
-            data = file_identity(ref, fresh)
+            data = file_identity(ref)
             if data is None:
                 return None
         inputs[port] = data
@@ -63,14 +63,15 @@ def cache_key(call: StepCall, fresh: bool = False) -> str | None:
     return hashlib.sha256(canonical_json(identity)).hexdigest()
 
 
-def file_identity(ref: Mapping[str, Any], fresh: bool = False) -> str | None:
+def file_identity(ref: Mapping[str, Any]) -> str | None:
     """The content ID of a file input: the one it carries when it was given one (a file
-    pipeline input, see :func:`runtime.executors.session.input_ref`), else the file's
-    hashed now; None if the value is not a readable file's name."""
+    pipeline input, hashed as its run began: see
+    :func:`runtime.executors.session.input_ref`), else the file's hashed now; None if the
+    value is not a readable file's name."""
     value = ref.get("value")
     if not isinstance(value, str):
         return None
-    if not fresh and ref["id"] != data_id(value):
+    if ref["id"] != data_id(value):
         return str(ref["id"])
     return file_data_id(value)
 
@@ -78,10 +79,9 @@ def file_identity(ref: Mapping[str, Any], fresh: bool = False) -> str | None:
 def cache_entry(
     call: StepCall, inputs: Mapping[str, ValueRef], outputs: Mapping[str, ValueRef], seconds: float
 ) -> CacheEntry | None:
-    """The entry storing a successful ``call``'s outputs, keyed by its inputs as they are
-    now (a file changed since the run began is known by its new content); None if the
-    call cannot be cached."""
-    key = cache_key(call, fresh=True)
+    """The entry storing a successful ``call``'s outputs; None if the call cannot be
+    cached."""
+    key = cache_key(call)
     if key is None:
         return None
     return CacheEntry(
