@@ -228,3 +228,22 @@ def test_a_bad_url_is_one_line_without_the_password() -> None:
         MongoMetadataStore(f"mongodb://wtm:{SECRET}@host:notaport/wtm")
     assert SECRET not in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_cancel_between_the_read_and_the_final_update_is_kept(
+    store: MongoMetadataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.create_run(RunRecord(run_id="r1", pipeline="p", pipeline_version="1.0.0"))
+    store.update_run("r1", status="running")
+    read = store.get_run
+
+    def cancelled_meanwhile(run_id: str) -> RunRecord | None:
+        found = read(run_id)
+        if found is not None and found.status == "running":  # `wtm runs cancel`, right now
+            raw(store, "runs").update_one({"run_id": run_id}, {"$set": {"status": "cancelled"}})
+        return found
+
+    monkeypatch.setattr(store, "get_run", cancelled_meanwhile)
+    ended = store.update_run("r1", status="succeeded", error=None)
+    assert ended.status == "cancelled"
+    assert read("r1").status == "cancelled"

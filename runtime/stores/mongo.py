@@ -315,19 +315,23 @@ class MongoMetadataStore(MetadataStore):
         self.record(values, steps)
 
     def update_run(self, run_id: str, /, **fields: Any) -> RunRecord:
-        current = self.get_run(run_id)
-        if current is None:
-            raise NotFound(f"no run {run_id}")
-        encoded = _encode(apply_run_update(current, fields))
-        changes = {name: encoded[name] for name in fields}
-        with self._errors():
-            doc = self._runs.find_one_and_update(
-                {"run_id": run_id}, {"$set": changes}, return_document=ReturnDocument.AFTER
-            )
-        updated = self._load(RunRecord, doc)
-        if updated is None:
-            raise NotFound(f"no run {run_id}")
-        return updated
+        for _ in range(2):  # a cancel landing between the read and the write: again
+            current = self.get_run(run_id)
+            if current is None:
+                raise NotFound(f"no run {run_id}")
+            encoded = _encode(apply_run_update(current, fields))
+            changes = {name: encoded[name] for name in fields}
+            query: dict[str, Any] = {"run_id": run_id}
+            if changes.get("status", "cancelled") != "cancelled":
+                query["status"] = {"$ne": "cancelled"}  # a cancelled run stays cancelled
+            with self._errors():
+                doc = self._runs.find_one_and_update(
+                    query, {"$set": changes}, return_document=ReturnDocument.AFTER
+                )
+            updated = self._load(RunRecord, doc)
+            if updated is not None:
+                return updated
+        raise NotFound(f"no run {run_id}")
 
     def get_run(self, run_id: str) -> RunRecord | None:
         return self._find_one(self._runs, RunRecord, {"run_id": run_id})
