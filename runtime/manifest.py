@@ -12,16 +12,17 @@ from dataclasses import dataclass, field
 from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
-from runtime.conditions import Condition, ConditionError
-from runtime.conditions import Reference as ConditionReference
-from runtime.conditions import parse as parse_condition
 from runtime.problems import ManifestError, Problem
 from runtime.yamlsource import Key, Located, load_yaml
+
+if TYPE_CHECKING:  # lark loads only for a manifest with a when (60 ms of every command)
+    from runtime.conditions import Condition
+    from runtime.conditions import Reference as ConditionReference
 
 Kind = Literal["Task", "Pipeline"]
 KINDS: tuple[Kind, ...] = ("Task", "Pipeline")
@@ -474,8 +475,10 @@ def _step(located: Located, index: int, raw: dict[str, Any], problems: list[Prob
 
 
 def _condition(located: Located, key: Key, text: str, problems: list[Problem]) -> Condition | None:
+    from runtime.conditions import ConditionError, parse
+
     try:
-        return parse_condition(text)
+        return parse(text)
     except ConditionError as exc:
         problems.append(located.problem_inside(key, exc.column, f"when: {exc}"))
         return None

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
@@ -56,15 +55,8 @@ def register(files: tuple[Path, ...], force: bool) -> None:
 
 
 def _row(record: PipelineRecord) -> dict[str, object]:
-    return {
-        "name": record.name,
-        "version": record.version,
-        "digest": record.digest,
-        "steps": record.steps,
-        "inputs": record.inputs,
-        "description": record.description,
-        "registered_at": record.registered_at,
-    }
+    """The record without its manifest text."""
+    return {k: v for k, v in record.to_dict().items() if k != "text"}
 
 
 @pipeline.command("list")
@@ -98,7 +90,7 @@ def show(ref: str, as_json: bool) -> None:
         except (NotFound, ValueError) as exc:
             fail(str(exc))
     if as_json:
-        print_json({**_row(record), "text": record.text})
+        print_json(record.to_dict())
         return
     console.print(
         Text.assemble((f"{record.name}@{record.version}", "bold"), f"  {record.description}"),
@@ -106,6 +98,8 @@ def show(ref: str, as_json: bool) -> None:
     )
     registered = record.registered_at[:19].replace("T", " ")
     console.print(f"{record.digest}  registered {registered}", soft_wrap=True)
+    from rich.syntax import Syntax  # pygments: only to show a manifest
+
     console.print(Syntax(record.text.rstrip(), "yaml", background_color="default"))
 
 

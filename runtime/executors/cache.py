@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from runtime import ids
 from runtime.executors.calls import StepCall, StepResult
 from runtime.executors.plan import RunPlan
-from runtime.executors.records import call_values, change_records
+from runtime.executors.records import call_record, call_values, change_records
 from runtime.executors.runstate import RunState
 from runtime.inputs import file_data_id
 from runtime.stores.artifacts import URI_PREFIX, ArtifactAccess, is_artifact_uri
@@ -77,7 +76,7 @@ def file_identity(ref: Mapping[str, Any]) -> str | None:
 
 
 def cache_entry(
-    call: StepCall, inputs: Mapping[str, ValueRef], outputs: Mapping[str, ValueRef], seconds: float
+    call: StepCall, outputs: Mapping[str, ValueRef], seconds: float
 ) -> CacheEntry | None:
     """The entry storing a successful ``call``'s outputs; None if the call cannot be
     cached."""
@@ -114,24 +113,15 @@ class Hit:
         """What the runner would have recorded, naming the execution it came from."""
         outputs = self.result().output_refs()
         call, now = self.call, utc_now()
-        step = StepRecord(
-            run_id=call.run_id,
-            step_id=call.step_id,
-            item=call.item,
-            task=call.task.name,
-            task_version=call.task.version,
-            digest=call.task.digest,
-            input_id=ids.input_id(call.task.name, call.step_id),
-            output_id=ids.output_id(call.task.name, call.step_id),
+        step = call_record(
+            call,
+            CACHED_WORKER,
             status="succeeded",
-            attempt=call.attempt,
-            worker=CACHED_WORKER,
             started_at=now,
             finished_at=now,
             seconds=0.0,
             inputs={port: ref.id for port, ref in call.input_refs().items()},
             outputs={port: ref.id for port, ref in outputs.items()},
-            edges=list(call.edges),
             cached_from=self.entry.origin,
         )
         return call_values(call, call.input_refs(), outputs), step

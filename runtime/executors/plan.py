@@ -12,17 +12,18 @@ import functools
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime import ids
-from runtime.conditions import Condition
-from runtime.conditions import Reference as ConditionReference
-from runtime.conditions import parse as parse_condition
 from runtime.executors.calls import TaskPin
 from runtime.executors.dataflow import outputs_spec, reference_value
 from runtime.graph import PipelineGraph
 from runtime.manifest import condition_reference
 from runtime.values import BlobStore, encode
+
+if TYPE_CHECKING:  # lark loads only for a plan with conditions
+    from runtime.conditions import Condition
+    from runtime.conditions import Reference as ConditionReference
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,9 @@ class RunPlan:
 @functools.lru_cache(maxsize=256)
 def parsed_condition(text: str) -> Condition:
     """A step condition, parsed once per process (plans carry the text)."""
-    return parse_condition(text)
+    from runtime.conditions import parse
+
+    return parse(text)
 
 
 def condition_value(ref: ConditionReference) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from runtime import ids
 from runtime.executors.calls import StepCall, TaskPin
@@ -127,6 +128,25 @@ def gathered_records(
         edges=list(step.edges),
     )
     return values, record
+
+
+def call_record(call: StepCall, worker: str, **fields: Any) -> StepRecord:
+    """The record of one execution of ``call`` on ``worker``, with ``fields`` (status,
+    times, port data IDs...)."""
+    return StepRecord(
+        run_id=call.run_id,
+        step_id=call.step_id,
+        item=call.item,
+        task=call.task.name,
+        task_version=call.task.version,
+        digest=call.task.digest,
+        input_id=ids.input_id(call.task.name, call.step_id),
+        output_id=ids.output_id(call.task.name, call.step_id),
+        attempt=call.attempt,
+        worker=worker,
+        edges=list(call.edges),
+        **fields,
+    )
 
 
 def call_values(

@@ -13,19 +13,18 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any
+from dataclasses import replace
 
-from runtime import ids
 from runtime.context import TaskContext
 from runtime.executors.cache import cache_entry
 from runtime.executors.calls import StepCall, StepResult
-from runtime.executors.records import call_values
+from runtime.executors.records import call_record, call_values
 from runtime.extensions import notify
 from runtime.loader import PackageRefused
 from runtime.owner import host_pid
 from runtime.portcheck import check_inputs, check_outputs
 from runtime.services import Services
-from runtime.stores.metadata import StepRecord, utc_now
+from runtime.stores.metadata import utc_now
 from runtime.timeouts import time_limit
 from runtime.values import decode, encode
 
@@ -42,13 +41,14 @@ def run_call(
     """Execute ``call`` and record it; raises :class:`StepFailed` with a one-line reason."""
     label = call.label()
     refs = call.input_refs()
-    base = _record(
+    base = call_record(
         call,
-        services,
+        host_pid(),
         status="running",
         started_at=utc_now(),
         inputs={p: r.id for p, r in refs.items()},
     )
+    services.metadata.record_step(base)
     notify("wtm_step_started", run_id=call.run_id, step_id=call.step_id, attempt=call.attempt)
     started = time.perf_counter()
     try:
@@ -78,15 +78,13 @@ def run_call(
         seconds = time.perf_counter() - started
         message = exit_message(exc, label) if isinstance(exc, SystemExit) else one_line(exc, label)
         services.metadata.record_step(
-            StepRecord(
-                **{
-                    **base,
-                    "status": "failed",
-                    "finished_at": utc_now(),
-                    "seconds": seconds,
-                    "error": message,
-                    "traceback_tail": _tail(exc),
-                }
+            replace(
+                base,
+                status="failed",
+                finished_at=utc_now(),
+                seconds=seconds,
+                error=message,
+                traceback_tail=_tail(exc),
             )
         )
         notify(
@@ -98,17 +96,15 @@ def run_call(
         )
         raise StepFailed(message) from exc
     seconds = time.perf_counter() - started
-    finished = StepRecord(
-        **{
-            **base,
-            "status": "succeeded",
-            "finished_at": utc_now(),
-            "seconds": seconds,
-            "outputs": {p: r.id for p, r in encoded.items()},
-        }
+    finished = replace(
+        base,
+        status="succeeded",
+        finished_at=utc_now(),
+        seconds=seconds,
+        outputs={p: r.id for p, r in encoded.items()},
     )
     stopped = cancel is not None and cancel.is_set()  # a result cut short is not kept
-    entry = cache_entry(call, refs, encoded, seconds) if call.task.cache and not stopped else None
+    entry = cache_entry(call, encoded, seconds) if call.task.cache and not stopped else None
     cache = [entry] if entry is not None else []
     services.metadata.record(call_values(call, refs, encoded), [finished], cache)
     notify(
@@ -119,26 +115,6 @@ def run_call(
         seconds=seconds,
     )
     return StepResult({p: r.to_json() for p, r in encoded.items()}, seconds, host_pid())
-
-
-def _record(call: StepCall, services: Services, **fields: Any) -> dict[str, Any]:
-    """Write the step record with ``fields``; return its fields for the final write."""
-    record = {
-        "run_id": call.run_id,
-        "step_id": call.step_id,
-        "item": call.item,
-        "task": call.task.name,
-        "task_version": call.task.version,
-        "digest": call.task.digest,
-        "input_id": ids.input_id(call.task.name, call.step_id),
-        "output_id": ids.output_id(call.task.name, call.step_id),
-        "attempt": call.attempt,
-        "worker": host_pid(),
-        "edges": call.edges,
-        **fields,
-    }
-    services.metadata.record_step(StepRecord(**record))
-    return record
 
 
 def one_line(exc: BaseException, label: str) -> str:

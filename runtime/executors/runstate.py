@@ -18,15 +18,16 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from runtime import ids
-from runtime.conditions import ConditionError
-from runtime.conditions import Reference as ConditionReference
 from runtime.executors.calls import WHOLE, StepCall, StepResult
 from runtime.executors.dataflow import chunks, compute_outputs, gather
 from runtime.executors.plan import RunPlan, condition_value
 from runtime.values import BlobStore, ValueRef, decode, encode
+
+if TYPE_CHECKING:
+    from runtime.conditions import Reference as ConditionReference
 
 StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped", "cancelled"]
 RunStatus = Literal["running", "succeeded", "failed", "cancelled"]
@@ -304,28 +305,33 @@ class RunState:
                 done += self._launch(plan, store, child)
         return done
 
-    def _condition_holds(self, plan: RunPlan, store: BlobStore, sid: str) -> bool:
-        """Step ``sid``'s ``when`` is true (a reference to a skipped step's output reads
-        null); :class:`ConditionError` if it cannot be evaluated."""
-        condition = plan.steps[sid].when()
-        if condition is None:
-            return True
+    def _condition_stops(self, plan: RunPlan, store: BlobStore, sid: str) -> Transition | None:
+        """Step ``sid``'s ``when``: None if it holds; else the step skipped (false) or
+        failed (it cannot be evaluated). A reference to a skipped step's output reads null."""
+        from runtime.conditions import ConditionError  # lark loads only for conditions
+
+        step = plan.steps[sid]
+        condition = step.when()
+        assert condition is not None
 
         def resolve(ref: ConditionReference) -> Any:
             value_id = condition_value(ref)
             return decode(self.value(value_id), store) if value_id in self.values else None
 
-        return condition.evaluate(resolve)
-
-    def _launch(self, plan: RunPlan, store: BlobStore, sid: str) -> Transition:
-        step = plan.steps[sid]
         try:
-            holds = self._condition_holds(plan, store, sid)
+            if condition.evaluate(resolve):
+                return None
         except ConditionError as exc:
             label = f"step {sid} ({step.pin.name}@{step.pin.version})"
             return self._fail(plan, sid, f"{label}: when {step.condition}: {exc}")
-        if not holds:
-            return self._skip_unmet(plan, store, sid, CONDITION_FALSE + str(step.condition))
+        return self._skip_unmet(plan, store, sid, CONDITION_FALSE + condition.text)
+
+    def _launch(self, plan: RunPlan, store: BlobStore, sid: str) -> Transition:
+        step = plan.steps[sid]
+        if step.condition is not None:
+            stopped = self._condition_stops(plan, store, sid)
+            if stopped is not None:
+                return stopped
         self.status[sid] = "running"
         self.started.setdefault(sid, time.time())
         inputs = {

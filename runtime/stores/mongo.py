@@ -239,6 +239,19 @@ class MongoMetadataStore(MetadataStore):
             docs = list(collection.find(query).sort(sort).limit(limit))
         return [record for doc in docs if (record := self._load(cls, doc)) is not None]
 
+    def _replace(self, collection: MongoCollection[Document], record: Record) -> None:
+        """Upsert ``record`` by its key (two concurrent upserts may both insert: the one
+        that fails tries again, and replaces)."""
+        for attempt in range(2):
+            with self._errors():
+                try:
+                    collection.replace_one(_key(record), _encode(record), upsert=True)
+                    return
+                except DuplicateKeyError:
+                    if attempt:
+                        name = type(record).__name__
+                        raise StoreError(f"{self.describe()}: could not replace {name}") from None
+
     def _insert(self, collection: MongoCollection[Document], record: Record) -> bool:
         """Insert ``record``; False if its key is taken."""
         with self._errors():
@@ -255,14 +268,7 @@ class MongoMetadataStore(MetadataStore):
             raise Conflict(f"plugin {record.name}@{record.version} is already installed")
 
     def replace_plugin(self, record: PluginRecord) -> None:
-        for attempt in range(2):  # two concurrent upserts may both insert: one fails, retries
-            with self._errors():
-                try:
-                    self._plugins.replace_one(_key(record), _encode(record), upsert=True)
-                    return
-                except DuplicateKeyError:
-                    if attempt:
-                        raise StoreError(f"{self.describe()}: could not replace plugin") from None
+        self._replace(self._plugins, record)
 
     def get_plugin(self, name: str, version: str) -> PluginRecord | None:
         return self._find_one(self._plugins, PluginRecord, {"name": name, "version": version})
@@ -282,14 +288,7 @@ class MongoMetadataStore(MetadataStore):
             raise Conflict(f"pipeline {record.name}@{record.version} is already registered")
 
     def replace_pipeline(self, record: PipelineRecord) -> None:
-        for attempt in range(2):  # two concurrent upserts may both insert: one fails, retries
-            with self._errors():
-                try:
-                    self._pipelines.replace_one(_key(record), _encode(record), upsert=True)
-                    return
-                except DuplicateKeyError:
-                    if attempt:
-                        raise StoreError(f"{self.describe()}: could not replace pipeline") from None
+        self._replace(self._pipelines, record)
 
     def get_pipeline(self, name: str, version: str) -> PipelineRecord | None:
         return self._find_one(self._pipelines, PipelineRecord, {"name": name, "version": version})
@@ -411,9 +410,8 @@ class MongoMetadataStore(MetadataStore):
     # step cache
 
     def put_cache_entries(self, entries: Sequence[CacheEntry]) -> None:
-        with self._errors():
-            for entry in entries:
-                self._cache.replace_one(_key(entry), _encode(entry), upsert=True)
+        for entry in entries:
+            self._replace(self._cache, entry)
 
     def cache_entries(self, keys: Collection[str]) -> dict[str, CacheEntry]:
         with self._errors():
